@@ -9,10 +9,10 @@ Three ways to get the same (B, G) log-probs:
   once     model.log_prob(batch): one encoding per query, teacher forcing batched over (B, G, S)
   per-beam G calls with one beam each (every call re-encodes the B pools): upstream's loop
   flat     one call on B*G rows, each query's pool repeated G times (re-encoding, but vectorised)
-Times are medians over --reps runs after a warm-up, forward only (no_grad, eval mode) and
+Times are the best of --reps runs after a warm-up (robust to other load on a shared machine), forward only (no_grad, eval mode) and
 forward + backward (train mode, as in SFT / RCE / GRPO steps). Speed-up = other / once.
 """
-import argparse, statistics, time
+import argparse, time
 import torch
 from lever_plus.core import ModelConfig, get_device, set_seed
 from lever_plus.model import PointerSelector
@@ -49,7 +49,7 @@ def timeit(fn, model, batch, reps, backward, dev):
     ts = []
     for _ in range(reps):
         t = time.perf_counter(); run(); ts.append(time.perf_counter() - t)
-    return statistics.median(ts) * 1e3
+    return min(ts) * 1e3
 
 
 def main():

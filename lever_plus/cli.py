@@ -4,11 +4,13 @@
 
 # %% ../nbs/13_cli.ipynb #0a48eb9f
 from __future__ import annotations
-import argparse, dataclasses, json, sys, time, typing
+import argparse, dataclasses, functools, json, sys, time, typing
 from dataclasses import fields, is_dataclass
 from pathlib import Path
 from fastcore.docments import docments
 from .core import *
+
+_docs = functools.cache(docments)  # docments re-parses the source each call: once per class is enough
 
 # %% auto #0
 __all__ = ['DEMO_SFT_EPOCHS', 'DEMO_GRPO_EPOCHS', 'add_config_flags', 'config_from_args', 'make_data_main', 'sft_main',
@@ -34,7 +36,7 @@ def add_config_flags(p:argparse.ArgumentParser, cls=TrainConfig, skip=()):
     "Add `--section.field` (and unique `--field`) flags for every field of `cls`'s sections"
     names = [f.name for _, sc in _sections(cls) for f in fields(sc)]
     for sec, sc in _sections(cls):
-        docs, hints = docments(sc), typing.get_type_hints(sc)
+        docs, hints = _docs(sc), typing.get_type_hints(sc)
         g = p.add_argument_group(f'{sec} ({sc.__doc__})')
         for f in fields(sc):
             if f.name in skip: continue
@@ -80,7 +82,7 @@ def make_data_main(argv=None):
     p.add_argument('--K', type=int, default=64, help='candidates per query')
     p.add_argument('--beam_width', type=int, default=5, help='beams kept per query')
     p.add_argument('--no_progress', action='store_true', help='no progress bars')
-    docs, hints = docments(WorldConfig), typing.get_type_hints(WorldConfig)
+    docs, hints = _docs(WorldConfig), typing.get_type_hints(WorldConfig)
     g = p.add_argument_group('world (WorldConfig)')
     for f in fields(WorldConfig):
         g.add_argument(f'--{f.name}', type=hints[f.name], default=argparse.SUPPRESS, help=f'{docs.get(f.name) or ""} (default: {f.default})')
@@ -97,7 +99,6 @@ def sft_main(argv=None):
     from lever_plus.sft import run_sft
     p = argparse.ArgumentParser(prog='lever_plus_sft', description=sft_main.__doc__.split(': ', 1)[1])
     p.add_argument('--val_beam_data', default=None, help='validation beam JSON (default: hold out data.val_frac of the training queries)')
-    p.add_argument('--version', default=None, help="'v1' or 'v2' (= --model.version)")
     p.add_argument('--scorer', default='auto', help="'auto' (the simulated VLM when the embeddings folder has one) or 'none'")
     p.add_argument('--no_progress', action='store_true')
     add_config_flags(p)
@@ -106,7 +107,7 @@ def sft_main(argv=None):
     if not cfg.data.beam_data or not cfg.data.embeddings: raise ConfigError('lever_plus_sft needs --beam_data and --embeddings')
     from lever_plus.train import auto_scorer
     scorer = auto_scorer(cfg.data.embeddings) if ns.scorer == 'auto' else None
-    res = run_sft(cfg.data.beam_data, cfg.data.embeddings, cfg.run.output_dir, ns.version, cfg, ns.val_beam_data, scorer)
+    res = run_sft(cfg.data.beam_data, cfg.data.embeddings, cfg.run.output_dir, cfg.model.version, cfg, ns.val_beam_data, scorer)
     print(json.dumps({k: res[k] for k in ('output_dir', 'best_dir', 'best_epoch', 'best', 'n_params', 'n_train', 'n_val')}, indent=1, default=str))
     return res
 
@@ -127,9 +128,16 @@ def grpo_main(argv=None):
     out, resume = cfg.run.output_dir, False
     if ns.resume:  # a run folder (continue from its newest checkpoint) or one checkpoint folder OUT/checkpoints/epoch_NNN
         r = Path(ns.resume)
-        out, resume = (r.parent.parent, r) if (r/'trainer_state.pt').exists() else (r, True)
+        if (r/'trainer_state.pt').is_file(): out, resume = r.parent.parent, r
+        elif (r/'checkpoints').is_dir(): out, resume = r, True
+        else: raise CheckpointError(f'--resume {r}: neither a run folder (with checkpoints/) nor a checkpoint folder '
+                                    '(with trainer_state.pt); give the --output_dir of the interrupted run')
+    from lever_plus.dist import init_distributed
+    ctx = init_distributed(cfg.run.device)  # under torchrun: one rank of a DDP job; else None
+    if ctx is not None: cfg = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, device=str(ctx.device)))
     res = run_post_train(ns.sft_ckpt, cfg.data.beam_data, cfg.data.embeddings, out, cfg, ns.val_beam_data,
-                         'auto' if ns.scorer == 'auto' else None, resume, progress=not ns.no_progress)
+                         'auto' if ns.scorer == 'auto' else None, resume, progress=not ns.no_progress, ctx=ctx)
+    if ctx is not None and not ctx.is_main: return res
     last = res['history'][-1] if res['history'] else {}
     print(json.dumps({'output_dir': str(res['output_dir']), 'best_epoch': res['best_epoch'], 'skipped_steps': res['skipped_steps'],
                       'last_epoch': last}, indent=1))

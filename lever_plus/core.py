@@ -11,10 +11,11 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['LeverPlusError', 'ConfigError', 'BeamDataError', 'EmbeddingError', 'CheckpointError', 'TrainingError', 'ModelConfig',
-           'DataConfig', 'SFTConfig', 'RCEConfig', 'GRPOConfig', 'ControlConfig', 'CurriculumConfig', 'RewardConfig',
-           'RunConfig', 'TrainConfig', 'config_from_dict', 'config_to_dict', 'load_config', 'save_config',
-           'atomic_write_bytes', 'atomic_write_text', 'set_seed', 'get_device', 'rng_state', 'set_rng_state']
+__all__ = ['LeverPlusError', 'ConfigError', 'BeamDataError', 'EmbeddingError', 'CheckpointError', 'TrainingError', 'OutputError',
+           'ModelConfig', 'DataConfig', 'SFTConfig', 'RCEConfig', 'GRPOConfig', 'ControlConfig', 'CurriculumConfig',
+           'RewardConfig', 'RunConfig', 'TrainConfig', 'config_from_dict', 'config_to_dict', 'load_config',
+           'save_config', 'atomic_write_bytes', 'atomic_write_text', 'set_seed', 'get_device', 'rng_state',
+           'set_rng_state']
 
 # %% ../nbs/00_core.ipynb #5c5329a5
 class LeverPlusError(Exception):
@@ -34,6 +35,9 @@ class CheckpointError(LeverPlusError, RuntimeError):
 
 class TrainingError(LeverPlusError, RuntimeError):
     "Training cannot continue (e.g. too many consecutive non-finite steps)"
+
+class OutputError(LeverPlusError, OSError):
+    "An output file or folder cannot be written (a file in the way, a read-only folder, a full disk)"
 
 # %% ../nbs/00_core.ipynb #c174f414
 def _check(cond, msg):
@@ -111,7 +115,14 @@ class GRPOConfig:
     seq_ratio: str = 'sum'  # 'sum': ratio of sequence probabilities; 'mean': per-shot geometric mean (GSPO)
     refresh_old: bool = False  # refresh π_old from the policy each epoch (default: frozen SFT, offline)
     lr_ratio: float = 0.1  # GRPO LR = SFT LR × lr_ratio
+    online_samples: int = 0  # G sequences sampled per query from the current policy and scored each step (0 = offline)
+    online_every: int = 1  # with online_samples > 0: every n-th step is online, the others offline
+    hybrid: bool = False  # online steps also keep the query's offline beams in the group
+    reference: str = 'sft'  # π_ref (and frozen π_old) of the KL term: 'sft' (the seed), or 'warmup' = the policy after RCE
     def __post_init__(self):
+        _check(self.online_samples >= 0 and self.online_samples != 1, f'grpo.online_samples must be 0 (offline) or >= 2 (a group), got {self.online_samples}')
+        _check(self.reference in ('sft', 'warmup'), f"grpo.reference must be 'sft' or 'warmup', got {self.reference!r}")
+        _check(self.online_every >= 1, f'grpo.online_every must be >= 1, got {self.online_every}')
         _check(0 < self.clip_eps_low < 1 and self.clip_eps_high > 0,
                f'grpo.clip_eps_low must be in (0,1) and clip_eps_high > 0, got {self.clip_eps_low}, {self.clip_eps_high}')
         _check(self.beta >= 0, f'grpo.beta must be >= 0, got {self.beta}')
@@ -257,17 +268,29 @@ def save_config(cfg, path):
     return path
 
 # %% ../nbs/00_core.ipynb #98bccde2
+def _umask()->int:
+    m = os.umask(0o022); os.umask(m)
+    return m
+
 def atomic_write_bytes(path, data:bytes):
-    "Write `data` to `path` through a temporary file + `os.replace`"
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
+    "Write `data` to `path` through a temporary file + `os.replace`; OS failures raise `OutputError`"
+    path, tmp = Path(path), None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
         with os.fdopen(fd, 'wb') as f:
             f.write(data); f.flush(); os.fsync(f.fileno())
+            try: os.fchmod(f.fileno(), 0o666 & ~_umask())
+            except OSError: pass  # a file system without Unix permissions
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp): os.unlink(tmp)
+    except BaseException as e:
+        if tmp is not None and os.path.exists(tmp): os.unlink(tmp)
+        if isinstance(e, OSError) and not isinstance(e, LeverPlusError):
+            fn = e.filename if e.filename and not str(e.filename).endswith('.tmp') else None  # not our temporary name
+            block = next((a for a in path.parents if a.exists()), None)  # nearest existing ancestor
+            what = f'{block} is a file, not a folder' if block is not None and not block.is_dir() else (e.strerror or str(e)) + (f': {fn}' if fn else '')
+            raise OutputError(f'{path}: cannot write ({what}); the output folder must be a writable folder '
+                              '(not a file, not read-only) on a disk with free space') from None
         raise
     return path
 

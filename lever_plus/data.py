@@ -91,13 +91,14 @@ def _no_dup(pairs):
 def _load_json(path) -> dict:
     path = Path(path)
     if not path.is_file(): raise BeamDataError(f'{path}: beam data file not found')
-    try:
-        text = path.read_text()
-        if not text.strip(): raise BeamDataError(f'{path}: empty file (expected a JSON object keyed by query id)')
-        d = json.loads(text, object_pairs_hook=_no_dup)
+    try: text = path.read_text()
+    except UnicodeDecodeError as e: raise BeamDataError(f'{path}: not UTF-8 text (byte {e.start}); is it a JSON file?') from None
+    except OSError as e: raise BeamDataError(f'{path}: cannot read ({e.strerror or e})') from None
+    if not text.strip(): raise BeamDataError(f'{path}: empty file (expected a JSON object keyed by query id)')
+    try: d = json.loads(text, object_pairs_hook=_no_dup)
     except json.JSONDecodeError as e:
         raise BeamDataError(f'{path}: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno}); is the file truncated?') from None
-    except (ValueError, UnicodeDecodeError) as e: raise BeamDataError(f'{path}: {e}') from None
+    except ValueError as e: raise BeamDataError(f'{path}: {e}') from None
     if not isinstance(d, dict): raise BeamDataError(f'{path}: the top level must be a JSON object keyed by query id, got a {type(d).__name__}')
     if not any(k != '_meta' for k in d): raise BeamDataError(f'{path}: no query records (the JSON object is empty)')
     return d

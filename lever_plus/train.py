@@ -4,7 +4,7 @@
 
 # %% ../nbs/11_train.ipynb #a4715e6a
 from __future__ import annotations
-import copy, dataclasses, io, json, math, os, random, shutil, time
+import copy, dataclasses, io, json, math, os, random, shutil, sys, time
 from pathlib import Path
 import numpy as np
 import torch
@@ -20,9 +20,10 @@ from .control import ControlState, init_control, update_control
 from .curriculum import make_stages, stage_at, top_k_mask
 
 # %% auto #0
-__all__ = ['ADV_BINS', 'logp_cache', 'lookup', 'to_device', 'rce_step', 'batch_rewards', 'grpo_step', 'validate',
-           'save_checkpoint', 'load_trainer_state', 'latest_checkpoint', 'post_train', 'auto_scorer', 'run_post_train',
-           'read_metrics', 'plot_curves', 'toy_problem', 'tiny_config']
+__all__ = ['ADV_BINS', 'logp_cache', 'lookup', 'to_device', 'SelectorForward', 'rce_step', 'batch_rewards', 'grpo_step',
+           'CachedScorer', 'sample_group', 'join_groups', 'validate', 'save_checkpoint', 'load_trainer_state',
+           'latest_checkpoint', 'SingleProcess', 'post_train', 'auto_scorer', 'run_post_train', 'read_metrics',
+           'plot_curves', 'ToyScorer', 'toy_problem', 'tiny_config']
 
 # %% ../nbs/11_train.ipynb #a71ec0aa
 @torch.no_grad()
@@ -46,15 +47,23 @@ def to_device(batch:dict, device)->dict:
     return {k: v.to(device) if isinstance(v, Tensor) else v for k, v in batch.items()}
 
 # %% ../nbs/11_train.ipynb #8a849477
-def _smoothed_logp(policy, batch, eps, temperature=1.0):
-    "Sequence log-probs (B, G), or −label-smoothed NLL when `eps` > 0"
-    if eps == 0: return policy.log_prob(batch, temperature)
-    step_lp, _ = policy.step_log_probs(batch['query'], batch['cands'], batch['beams'], batch.get('cand_mask'), temperature)
-    return -label_smoothed_nll(step_lp, batch['beams'], eps).masked_fill(~batch['beam_mask'], 0.)
+class SelectorForward(torch.nn.Module):
+    "`forward(batch)` = the selector's teacher-forced log-probs, so `DistributedDataParallel` can wrap the selector"
+    def __init__(self, selector): super().__init__(); self.selector = selector
+    def forward(self, batch:dict, full:bool=False)->Tensor: # (B, G) sequence log-probs, or (B, G, S, K) step log-softmax
+        m = self.selector
+        if full: return m.step_log_probs(batch['query'], batch['cands'], batch['beams'], batch.get('cand_mask'))[0]
+        return m.log_prob(batch)
+
+def _logp(policy, batch:dict, full:bool=False)->Tensor:
+    "Log-probs from a selector, a `SelectorForward`, or a DDP-wrapped `SelectorForward`"
+    return SelectorForward(policy)(batch, full) if hasattr(policy, 'log_prob') else policy(batch, full)
 
 def rce_step(policy, batch:dict, tau:float, cfg:TrainConfig)->tuple:
-    "RCE loss of one batch → (loss, metrics)"
-    logp = _smoothed_logp(policy, batch, cfg.rce.label_smoothing)  # (B, G)
+    "RCE loss of one batch → (loss, metrics); label smoothing spreads ε over the allowed candidates of each step"
+    eps = cfg.rce.label_smoothing
+    if eps == 0: logp = _logp(policy, batch)  # (B, G)
+    else: logp = -label_smoothed_nll(_logp(policy, batch, full=True), batch['beams'], eps).masked_fill(~batch['beam_mask'], 0.)
     return rce_loss(logp, batch['scores'], batch['beam_mask'], tau, cfg.reward.beam_norm if cfg.reward.beam_norm != 'dataset' else 'group')
 
 def batch_rewards(batch:dict, cfg:TrainConfig, mask:Tensor, dataset_stats=None)->Tensor:
@@ -73,7 +82,7 @@ def grpo_step(policy, batch:dict, old_logp:Tensor, ref_logp:Tensor, beta:float, 
     if top_k is not None: mask = top_k_mask(batch['scores'], mask, top_k)
     reward = batch_rewards(batch, cfg, mask, dataset_stats)
     adv, st = group_advantages(reward, mask, **adv_kwargs(cfg.grpo))
-    logp = policy.log_prob(batch)  # (B, G), dropout off (policy in eval mode)
+    logp = _logp(policy, batch)  # (B, G), dropout off (policy in eval mode)
     g = cfg.grpo
     loss, m = grpo_loss(logp, old_logp, ref_logp, adv, mask, beta, g.clip_eps_low, g.clip_eps_high,
                         g.log_ratio_clip, n_steps=batch['beams'].shape[-1] if g.seq_ratio == 'mean' else None,
@@ -83,6 +92,64 @@ def grpo_step(policy, batch:dict, old_logp:Tensor, ref_logp:Tensor, beta:float, 
     return loss, m
 
 # %% ../nbs/11_train.ipynb #6fe8ec8b
+class CachedScorer:
+    "Wrap a `Scorer`, memoising `info_score` / `vqa_acc` / `prob` per (query, sequence); `n_scored` counts scorer work"
+    _METHODS = ('info_score', 'vqa_acc', 'prob')
+    def __init__(self, scorer):
+        self.scorer, self.cache, self.n_scored = scorer, {}, 0
+
+    def _get(self, what:str, query_ids:Tensor, shots:Tensor)->Tensor:
+        keys = [(what, q, tuple(r)) for q, r in zip(query_ids.tolist(), shots.tolist())]
+        miss = list(dict.fromkeys(k for k in keys if k not in self.cache))
+        if miss:
+            vals = getattr(self.scorer, what)(torch.tensor([k[1] for k in miss]), torch.tensor([k[2] for k in miss]))
+            self.cache.update(zip(miss, vals.tolist())); self.n_scored += len(miss)
+        return torch.tensor([self.cache[k] for k in keys])
+
+    def info_score(self, query_ids, shots): return self._get('info_score', query_ids, shots)
+    def vqa_acc(self, query_ids, shots): return self._get('vqa_acc', query_ids, shots)
+    def prob(self, query_ids, shots): return self._get('prob', query_ids, shots)
+
+    def state_dict(self)->dict:
+        "Tensors only (safe to `torch.load(weights_only=True)`)"
+        ks = list(self.cache)
+        return {'what': torch.tensor([self._METHODS.index(k[0]) for k in ks], dtype=torch.long),
+                'query': torch.tensor([k[1] for k in ks], dtype=torch.long),
+                'shots': torch.tensor([k[2] for k in ks], dtype=torch.long) if ks else torch.zeros(0, 0, dtype=torch.long),
+                'value': torch.tensor([self.cache[k] for k in ks], dtype=torch.float64), 'n_scored': self.n_scored}
+
+    def load_state_dict(self, d:dict):
+        self.cache = {(self._METHODS[w], q, tuple(r)): v for w, q, r, v in
+                      zip(d['what'].tolist(), d['query'].tolist(), d['shots'].tolist(), d['value'].tolist())}
+        self.n_scored = d['n_scored']
+
+# %% ../nbs/11_train.ipynb #2f3c110d
+@torch.no_grad()
+def sample_group(policy, ref, batch:dict, G:int, temperature:float, scorer, cfg:TrainConfig, generator=None)->tuple:
+    "Sample G sequences per query from `policy`, score them → (group batch, old_logp (B, G), ref_logp (B, G))"
+    was = policy.training; policy.eval()
+    S = batch['beams'].shape[-1]
+    pos, _, ids = policy.decode(batch['query'], batch['cands'], 'sample', S, k=G, temperature=temperature,
+                                cand_mask=batch.get('cand_mask'), cand_ids=batch['cand_ids'], generator=generator)  # (B, G, S) each
+    B = len(pos)
+    qids = batch['query_ids'].cpu()[:, None].expand(B, G).reshape(-1)  # (B*G,)
+    flat = ids.cpu().reshape(B * G, S)  # (B*G, S) pool ids
+    g = dict(batch, beams=pos, beam_mask=torch.ones(B, G, dtype=torch.bool, device=pos.device),
+             scores=scorer.info_score(qids, flat).view(B, G).to(pos.device).float())
+    if cfg.reward.w_task: g['vqa_acc'] = scorer.vqa_acc(qids, flat).view(B, G).to(pos.device).float()
+    else: g.pop('vqa_acc', None)
+    old, ref_lp = policy.log_prob(g), ref.log_prob(g)
+    policy.train(was)
+    return g, old, ref_lp
+
+def join_groups(a:dict, b:dict)->dict:
+    "Concatenate two groups of the same queries along G (beams, scores, masks, task rewards)"
+    out = dict(a, **{k: torch.cat([a[k], b[k]], 1) for k in ('beams', 'scores', 'beam_mask')})
+    if 'vqa_acc' in a and 'vqa_acc' in b: out['vqa_acc'] = torch.cat([a['vqa_acc'], b['vqa_acc']], 1)
+    else: out.pop('vqa_acc', None)
+    return out
+
+# %% ../nbs/11_train.ipynb #8060b382
 @torch.no_grad()
 def validate(policy, ref, ds:BeamDataset, cfg:TrainConfig, scorer=None, device='cpu', batch_size:int=256)->dict:
     "Validation metrics of `policy` on `ds` (prefixed `val_`)"
@@ -114,7 +181,7 @@ def validate(policy, ref, ds:BeamDataset, cfg:TrainConfig, scorer=None, device='
     m['val_score'] = m['val_info'] if scorer is not None else -m['val_loss']
     return m
 
-# %% ../nbs/11_train.ipynb #2f3c110d
+# %% ../nbs/11_train.ipynb #c0a8fb23
 def _plain_rng()->dict:
     st = rng_state()
     name, keys, pos, has_gauss, cached = st['numpy']
@@ -134,7 +201,7 @@ def _replace_dir(tmp:Path, dest:Path):
     os.replace(tmp, dest)
     if trash.exists(): shutil.rmtree(trash)
 
-def save_checkpoint(dest, policy, cfg:TrainConfig, opt=None, sched=None, state:dict|None=None)->Path:
+def save_checkpoint(dest, policy, cfg:TrainConfig, opt=None, sched=None, state:dict|None=None, extra:dict|None=None)->Path:
     "Write a checkpoint folder at `dest` atomically (temp folder + rename)"
     dest = Path(dest)
     tmp = dest.with_name(f'.tmp_{dest.name}_{os.getpid()}')
@@ -142,7 +209,7 @@ def save_checkpoint(dest, policy, cfg:TrainConfig, opt=None, sched=None, state:d
     policy.save_pretrained(tmp, cfg)
     if state is not None:
         buf = io.BytesIO()
-        torch.save({'optimizer': opt.state_dict(), 'scheduler': sched.state_dict(), 'state': state, 'rng': _plain_rng()}, buf)
+        torch.save({'optimizer': opt.state_dict(), 'scheduler': sched.state_dict(), 'state': state, 'rng': _plain_rng(), **(extra or {})}, buf)
         atomic_write_bytes(tmp/'trainer_state.pt', buf.getvalue())
     _replace_dir(tmp, dest)
     return dest
@@ -159,7 +226,7 @@ def latest_checkpoint(output_dir)->Path|None:
     eps = sorted(p for p in (Path(output_dir)/'checkpoints').glob('epoch_*') if p.is_dir())
     return eps[-1] if eps else None
 
-# %% ../nbs/11_train.ipynb #8060b382
+# %% ../nbs/11_train.ipynb #98c43b06
 ADV_BINS = 20  # bins of the per-epoch advantage histogram over [−adv_clip, adv_clip]
 
 def _cosine(opt, n_warmup, n_total):
@@ -177,121 +244,187 @@ def _append_jsonl(path:Path, rows:list):
         for r in rows: f.write(json.dumps(r) + '\n')
 
 def _truncate_metrics(path:Path, epoch:int):
-    "Drop metric lines past `epoch` completed epochs (written by a run that was killed mid-epoch)"
+    "Drop metric lines past `epoch` completed epochs, and a line cut short, written by a run that was killed"
     if not path.exists(): return
-    keep = [l for l in path.read_text().splitlines() if l.strip() and json.loads(l).get('epoch', 0) <= epoch]
+    keep = []
+    for l in path.read_text().splitlines():
+        try: r = json.loads(l)
+        except ValueError: continue  # the last line of a run killed in the middle of the write
+        if r.get('epoch', 0) <= epoch: keep.append(l)
     atomic_write_text(path, ''.join(l + '\n' for l in keep))
 
-# %% ../nbs/11_train.ipynb #bcf7d903
+def _clean_stale(out:Path):
+    "Remove the temporary files / folders of a killed run; put back a `best/` whose replacement was cut short"
+    for d in (out, out/'checkpoints', out/'best'):
+        if not d.is_dir(): continue
+        for p in d.iterdir():
+            if p.name.startswith('.old_') and not (d/p.name[5:].rsplit('_', 1)[0]).exists():
+                os.replace(p, d/p.name[5:].rsplit('_', 1)[0]); continue
+            if p.name.startswith(('.tmp_', '.old_')) or (p.name.startswith('.') and p.name.endswith('.tmp')):
+                shutil.rmtree(p) if p.is_dir() else p.unlink()
+
+# %% ../nbs/11_train.ipynb #07890538
+class SingleProcess:
+    "Run context of a single process (see `lever_plus.dist.DistContext` for torchrun)"
+    rank, world_size, is_main = 0, 1, True
+    def shard(self, batch:dict)->dict: return batch
+    def wrap(self, module): return module
+    def mean(self, metrics:dict)->dict: return metrics
+    def all_ok(self, ok:bool)->bool: return ok
+    def barrier(self): pass
+
+# %% ../nbs/11_train.ipynb #4d668015
+def _step(fwd, policy, ref, b, stage, state, cfg, caches, cached, scorer_stats, n_batches, i, e_in, dev):
+    "One RCE or GRPO step's loss → (loss, metrics, advantages or None)"
+    if stage.kind == 'rce':
+        policy.train()
+        tau = tau_schedule(schedule_progress(e_in * n_batches + i, stage.epochs * n_batches), cfg.rce.tau_start, cfg.rce.tau_end)
+        loss, m = rce_step(fwd, b, tau, cfg)
+        return loss, m, None
+    policy.eval()  # dropout off: the same mode as π_old / π_ref (see above)
+    ctl, G = state['control'], cfg.grpo.online_samples
+    old, ref_lp = lookup(caches['old'], b['query_ids'], dev), lookup(caches['ref'], b['query_ids'], dev)
+    top_k = stage.top_k
+    if G and state['step'] % cfg.grpo.online_every == 0:  # online group from the current policy
+        gen = torch.Generator(device=dev).manual_seed(cfg.run.seed * 1_000_003 + state['step'] * 1009 + caches['rank'])  # resume-exact
+        g, old_s, ref_s = sample_group(policy, ref, b, G, ctl['temperature'], cached, cfg, gen)
+        if cfg.grpo.hybrid: b, old, ref_lp = join_groups(b, g), torch.cat([old, old_s], 1), torch.cat([ref_lp, ref_s], 1)
+        else: b, old, ref_lp = g, old_s, ref_s
+        top_k = None  # the curriculum's top-k applies to offline beams only
+    loss, m = grpo_step(fwd, b, old, ref_lp, ctl['beta'], cfg, top_k, scorer_stats)
+    m.update(temperature=ctl['temperature'], scorer_calls=cached.n_scored if cached else 0)
+    return loss, m, m.pop('_adv')
+
 def post_train(cfg:TrainConfig, # the whole run config (curriculum, rce, grpo, control, reward, run)
                policy:PointerSelector, # the SFT model; it is trained in place and also frozen as π_ref
                train_ds:BeamDataset, # training queries with their beams
                val_ds:BeamDataset|None=None, # validation queries (None: no validation, best = last)
                output_dir=None, # checkpoints, metrics.jsonl, curves.png (default cfg.run.output_dir)
-               scorer=None, # a `Scorer` for greedy-decode info score / VQA accuracy in validation
+               scorer=None, # a `Scorer`: validation info score / VQA accuracy, and online GRPO's rewards
                resume:bool|str|Path=False, # True: the newest checkpoint in output_dir; or a checkpoint folder
                log=None, # optional callable receiving every metrics dict
                progress:bool=True, # show a progress bar
-              )->dict: # {'history': epoch metrics, 'best': best epoch info, 'output_dir': Path}
+               ctx=None, # run context (default `SingleProcess()`; `lever_plus.dist.DistContext` under torchrun)
+              )->dict: # {'history': epoch metrics, 'best_epoch', 'output_dir', 'skipped_steps'}
     "Post-train `policy`: RCE warm-up then GRPO against the frozen SFT reference, per `cfg.curriculum`"
+    ctx = ctx or SingleProcess()
+    main = ctx.is_main
     out = Path(output_dir or cfg.run.output_dir)
     if out.exists() and not out.is_dir(): raise ConfigError(f'{out}: output_dir exists and is not a folder')
-    out.mkdir(parents=True, exist_ok=True)
+    if main: out.mkdir(parents=True, exist_ok=True); _clean_stale(out)
     dev = get_device(cfg.run.device)
     set_seed(cfg.run.seed)
     stages = make_stages(cfg.curriculum)
     n_epochs = sum(s.epochs for s in stages)
     n_batches = math.ceil(len(train_ds) / cfg.data.batch_size)
     n_total = max(n_epochs * n_batches, 1)
+    if cfg.grpo.online_samples and scorer is None:
+        raise ConfigError('grpo.online_samples > 0 needs a scorer to score the sampled sequences (the simulated VLM of the '
+                          'data folder, or a real VLM scorer); pass scorer=... or set grpo.online_samples = 0')
     # π_ref = the SFT model, frozen; saved once so that a resumed run uses the same reference
     if (out/'reference').exists(): ref = PointerSelector.from_pretrained(out/'reference', dev)
     else:
         if resume: raise CheckpointError(f'{out}/reference: not found; cannot resume a run without its SFT reference')
-        ref = copy.deepcopy(policy).eval(); save_checkpoint(out/'reference', ref, cfg)
+        ref = copy.deepcopy(policy).eval()
+        if main: save_checkpoint(out/'reference', ref, cfg)
     for p in ref.parameters(): p.requires_grad_(False)
     policy.to(dev); ref.to(dev)
     opt = torch.optim.AdamW(policy.parameters(), lr=_stage_lr(cfg, stages[0].kind if stages else 'rce'), weight_decay=cfg.sft.weight_decay)
     sched = _cosine(opt, int(cfg.run.warmup_frac * n_total), n_total)
     state = dict(epoch=0, step=0, control=init_control(cfg.control, cfg.grpo.beta).state_dict(), best_score=None, best_epoch=None, bad_steps=0, skipped=0)
-    metrics_f = out/'metrics.jsonl'
+    metrics_f, ts = out/'metrics.jsonl', {}
+    cached = CachedScorer(scorer) if cfg.grpo.online_samples else None
     if resume:
         ckpt = latest_checkpoint(out) if resume is True else Path(resume)
         if ckpt is None: raise CheckpointError(f'{out}: --resume given but no checkpoints/epoch_NNN folder exists')
         ts = load_trainer_state(ckpt)
-        w = PointerSelector.from_pretrained(ckpt, dev)
-        policy.load_state_dict(w.state_dict())
+        policy.load_state_dict(PointerSelector.from_pretrained(ckpt, dev).state_dict())
         opt.load_state_dict(ts['optimizer']); sched.load_state_dict(ts['scheduler'])
         state = ts['state']; _restore_rng(ts['rng'])
-        _truncate_metrics(metrics_f, state['epoch'])
-    elif metrics_f.exists(): metrics_f.unlink()
+        if cached is not None and 'scorer_cache' in ts: cached.load_state_dict(ts['scorer_cache'])
+        if main: _truncate_metrics(metrics_f, state['epoch'])
+    elif main and metrics_f.exists(): metrics_f.unlink()
+    ctx.barrier()
+    fwd = ctx.wrap(SelectorForward(policy))  # gradients averaged across ranks under torchrun
     stats = beam_score_stats(*_all_scores(train_ds)) if cfg.reward.beam_norm == 'dataset' else None
-    ref_cache = old_cache = None
+    caches = dict(ref=None, old=None, rank=ctx.rank)
     history = [json.loads(l) for l in metrics_f.read_text().splitlines() if '"val_' in l] if metrics_f.exists() else []
-    bar = _bar(n_total, state['step'], progress)
-    for epoch in range(state['epoch'], n_epochs):
-        stage, e_in = stage_at(stages, epoch)
-        for g in opt.param_groups: g['initial_lr'] = _stage_lr(cfg, stage.kind)
-        sched.base_lrs = [_stage_lr(cfg, stage.kind)] * len(opt.param_groups)
-        if stage.kind == 'grpo':
-            if ref_cache is None: ref_cache = logp_cache(ref, train_ds, device=dev)
-            old_cache = logp_cache(policy, train_ds, device=dev) if cfg.grpo.refresh_old else ref_cache
-        rows, advs = [], []
-        loader = make_loader(train_ds, cfg.data.batch_size, shuffle=True, seed=cfg.run.seed * 1000 + epoch)
-        for i, b in enumerate(loader):
-            b = to_device(b, dev)
-            if stage.kind == 'rce':
-                policy.train()
-                tau = tau_schedule(schedule_progress(e_in * n_batches + i, stage.epochs * n_batches), cfg.rce.tau_start, cfg.rce.tau_end)
-                loss, m = rce_step(policy, b, tau, cfg)
-            else:
-                policy.eval()  # dropout off: the same mode as π_old / π_ref (see above)
-                ctl = state['control']
-                loss, m = grpo_step(policy, b, lookup(old_cache, b['query_ids'], dev), lookup(ref_cache, b['query_ids'], dev),
-                                    ctl['beta'], cfg, stage.top_k, stats)
-                m.update(temperature=ctl['temperature'])
-            adv_vals = m.pop('_adv', None)
-            if adv_vals is not None: advs.append(adv_vals.cpu())
-            opt.zero_grad(set_to_none=True)
-            ok = bool(torch.isfinite(loss))
-            if ok:
-                loss.backward()
-                gn = torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.run.grad_clip) if cfg.run.grad_clip > 0 else None
-                ok = _finite_grads(policy) and (gn is None or bool(torch.isfinite(gn)))
-                if gn is not None: m['grad_norm'] = float(gn)
-            if ok:
-                opt.step(); state['bad_steps'] = 0
-                if stage.kind == 'grpo': state['control'] = update_control(ControlState.from_state_dict(state['control']), m['kl'], cfg.control).state_dict()
-            else:
-                opt.zero_grad(set_to_none=True); state['bad_steps'] += 1; state['skipped'] += 1
-                if state['bad_steps'] >= cfg.run.max_bad_steps:
-                    raise TrainingError(f'{state["bad_steps"]} consecutive non-finite losses/gradients at step {state["step"]} '
-                                        f'(epoch {epoch + 1}, stage {stage.name}); lower the learning rate or check the data')
-            sched.step(); state['step'] += 1
-            row = {**{k: v for k, v in m.items() if isinstance(v, (int, float))}, 'kind': 'step', 'epoch': epoch + 1,
-                   'step': state['step'], 'stage': stage.name, 'lr': sched.get_last_lr()[0],
-                   'loss': loss.item() if ok else None, 'skipped': not ok}
-            rows.append(row)
-            if log: log(row)
-            bar.update(1); bar.set_postfix(stage=stage.name, loss=f'{loss.item():.3f}', **({'kl': f"{m['kl']:.3f}", 'beta': f"{state['control']['beta']:.3f}"} if stage.kind == 'grpo' else {}))
-        # end of epoch: validate, checkpoint, keep best
-        ep = dict(kind='epoch', epoch=epoch + 1, step=state['step'], stage=stage.name, skipped_steps=state['skipped'],
-                  beta=state['control']['beta'], temperature=state['control']['temperature'],
-                  train_loss=float(np.mean([r['loss'] for r in rows if r['loss'] is not None])) if rows else None)
-        if advs: ep['adv_hist'] = torch.histc(torch.cat(advs).float(), ADV_BINS, -cfg.grpo.adv_clip, cfg.grpo.adv_clip).tolist(); ep['adv_clip'] = cfg.grpo.adv_clip
-        if val_ds is not None: ep.update(validate(policy, ref, val_ds, cfg, scorer, dev))
-        state['epoch'] = epoch + 1
-        if _is_better(ep, state, cfg):
-            state['best_score'] = ep.get('val_kl', 0.) if cfg.run.select_by == 'kl' else ep.get('val_score', 0.)
-            state['best_epoch'] = epoch + 1
-            save_checkpoint(out/'best', policy, cfg)
-            atomic_write_text(out/'best'/'best.json', json.dumps(ep, indent=2) + '\n')
-        ep['best_epoch'] = state['best_epoch']
-        _append_jsonl(metrics_f, rows + [ep])
-        save_checkpoint(out/'checkpoints'/f'epoch_{epoch + 1:03d}', policy, cfg, opt, sched, state)
-        history.append(ep)
-        if log: log(ep)
+    bar = _bar(n_total, state['step'], progress and main)
+    try:
+        for epoch in range(state['epoch'], n_epochs):
+            stage, e_in = stage_at(stages, epoch)
+            for g in opt.param_groups: g['initial_lr'] = _stage_lr(cfg, stage.kind)
+            sched.base_lrs = [_stage_lr(cfg, stage.kind)] * len(opt.param_groups)
+            if stage.kind == 'grpo':
+                if cfg.grpo.reference == 'warmup' and caches['ref'] is None:  # π_ref = the policy entering GRPO
+                    wdir = out/'reference_warmup'
+                    if wdir.exists(): ref = PointerSelector.from_pretrained(wdir, dev)
+                    else:
+                        ref = copy.deepcopy(policy).eval()
+                        if main: save_checkpoint(wdir, ref, cfg)
+                        ctx.barrier()
+                    for p in ref.parameters(): p.requires_grad_(False)
+                if caches['ref'] is None: caches['ref'] = logp_cache(ref, train_ds, device=dev)
+                caches['old'] = logp_cache(policy, train_ds, device=dev) if cfg.grpo.refresh_old else caches['ref']
+            rows, advs = [], []
+            loader = make_loader(train_ds, cfg.data.batch_size, shuffle=True, seed=cfg.run.seed * 1000 + epoch)
+            for i, b in enumerate(loader):
+                b = ctx.shard(to_device(b, dev))
+                loss, m, adv = _step(fwd, policy, ref, b, stage, state, cfg, caches, cached, stats, n_batches, i, e_in, dev)
+                if adv is not None: advs.append(adv.cpu())
+                opt.zero_grad(set_to_none=True)
+                ok = ctx.all_ok(bool(torch.isfinite(loss)))  # every rank skips together (no half-finished all-reduce)
+                if ok:
+                    loss.backward()
+                    gn = torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.run.grad_clip) if cfg.run.grad_clip > 0 else None
+                    ok = _finite_grads(policy) and (gn is None or bool(torch.isfinite(gn)))
+                    if gn is not None: m['grad_norm'] = float(gn)
+                m = ctx.mean({**{k: v for k, v in m.items() if isinstance(v, (int, float))}, 'loss': loss.item() if ok else float('nan')})
+                if ok:
+                    opt.step(); state['bad_steps'] = 0
+                    if stage.kind == 'grpo': state['control'] = update_control(ControlState.from_state_dict(state['control']), m['kl'], cfg.control).state_dict()
+                else:
+                    opt.zero_grad(set_to_none=True); state['bad_steps'] += 1; state['skipped'] += 1
+                    if state['bad_steps'] >= cfg.run.max_bad_steps:
+                        raise TrainingError(f'{state["bad_steps"]} consecutive non-finite losses/gradients at step {state["step"]} '
+                                            f'(epoch {epoch + 1}, stage {stage.name}); lower the learning rate or check the data')
+                sched.step(); state['step'] += 1
+                row = {**m, 'kind': 'step', 'epoch': epoch + 1, 'step': state['step'], 'stage': stage.name,
+                       'lr': sched.get_last_lr()[0], 'loss': m['loss'] if ok else None, 'skipped': not ok}
+                rows.append(row)
+                if log: log(row)
+                bar.update(1); bar.set_postfix(stage=stage.name, loss=f"{m['loss']:.3f}", **({'kl': f"{m['kl']:.3f}", 'beta': f"{state['control']['beta']:.3f}"} if stage.kind == 'grpo' else {}))
+            # end of epoch: validate (every rank: same weights, same numbers), rank 0 writes
+            ep = dict(kind='epoch', epoch=epoch + 1, step=state['step'], stage=stage.name, skipped_steps=state['skipped'],
+                      beta=state['control']['beta'], temperature=state['control']['temperature'],
+                      train_loss=float(np.mean([r['loss'] for r in rows if r['loss'] is not None])) if rows else None)
+            if advs: ep['adv_hist'] = torch.histc(torch.cat(advs).float(), ADV_BINS, -cfg.grpo.adv_clip, cfg.grpo.adv_clip).tolist(); ep['adv_clip'] = cfg.grpo.adv_clip
+            if val_ds is not None: ep.update(validate(policy, ref, val_ds, cfg, scorer, dev))
+            state['epoch'] = epoch + 1
+            better = _is_better(ep, state, cfg)
+            if better:
+                state['best_score'] = ep.get('val_kl', 0.) if cfg.run.select_by == 'kl' else ep.get('val_score', 0.)
+                state['best_epoch'] = epoch + 1
+            ep['best_epoch'] = state['best_epoch']
+            if main:
+                if better:
+                    save_checkpoint(out/'best', policy, cfg)
+                    atomic_write_text(out/'best'/'best.json', json.dumps(ep, indent=2) + '\n')
+                _append_jsonl(metrics_f, rows + [ep])
+                save_checkpoint(out/'checkpoints'/f'epoch_{epoch + 1:03d}', policy, cfg, opt, sched, state,
+                                {'scorer_cache': cached.state_dict()} if cached is not None else None)
+            ctx.barrier()
+            history.append(ep)
+            if log: log(ep)
+    except KeyboardInterrupt:  # SIGINT / Ctrl-C: keep what the interrupted epoch did, for inspection, then stop
+        bar.close()
+        if main:
+            save_checkpoint(out/'interrupted', policy, cfg)
+            print(f'\ninterrupted in epoch {state["epoch"] + 1}: weights at the interrupt saved to {out/"interrupted"}; '
+                  f'`--resume {out}` continues exactly from the last complete epoch ({state["epoch"]})', file=sys.stderr)
+        raise
     bar.close()
-    if n_epochs: plot_curves(metrics_f, out/'curves.png')
+    if n_epochs and main: plot_curves(metrics_f, out/'curves.png')
     return {'history': history, 'best_epoch': state['best_epoch'], 'output_dir': out, 'skipped_steps': state['skipped']}
 
 def _is_better(ep:dict, state:dict, cfg:TrainConfig)->bool:
@@ -308,7 +441,7 @@ def _bar(total, initial, enabled):
     from tqdm.auto import tqdm
     return tqdm(total=total, initial=initial, disable=not enabled, desc='post-train', leave=False)
 
-# %% ../nbs/11_train.ipynb #d90474cc
+# %% ../nbs/11_train.ipynb #11310044
 def auto_scorer(embeddings):
     "The simulated VLM of a world folder (or of the folder holding `embeddings`), else None"
     d = Path(embeddings)
@@ -325,7 +458,9 @@ def run_post_train(sft_ckpt, # SFT checkpoint folder (`model.safetensors` + `con
                    val_beam_data=None, # validation beam JSON; None = hold out data.val_frac of the training queries
                    scorer='auto', # a Scorer, None, or 'auto' (the simulated VLM when the embeddings folder has one)
                    resume:bool|str=False, # True / a checkpoint folder: continue an interrupted run
-                   log=None, progress:bool=True)->dict:
+                   log=None, progress:bool=True,
+                   ctx=None, # run context (`lever_plus.dist.init_distributed()` under torchrun)
+                  )->dict:
     "Post-train an SFT selector from files (RCE warm-up + GRPO); returns `post_train`'s summary"
     cfg = cfg or TrainConfig()
     policy = PointerSelector.from_pretrained(sft_ckpt)
@@ -339,10 +474,11 @@ def run_post_train(sft_ckpt, # SFT checkpoint folder (`model.safetensors` + `con
     if scorer == 'auto': scorer = auto_scorer(embeddings)
     out = Path(output_dir)
     if out.exists() and not out.is_dir(): raise ConfigError(f'{out}: output_dir exists and is not a folder')
-    save_config(cfg, out/'config.json')
-    return post_train(cfg, policy, d['train'], d['val'], out, scorer, resume, log, progress)
+    get_device(cfg.run.device)  # a bad device is refused before anything is written
+    if (ctx is None or ctx.is_main) and (not resume or not (out/'config.json').exists()): save_config(cfg, out/'config.json')
+    return post_train(cfg, policy, d['train'], d['val'], out, scorer, resume, log, progress, ctx)
 
-# %% ../nbs/11_train.ipynb #002494cc
+# %% ../nbs/11_train.ipynb #3e02eeed
 def read_metrics(path)->list:
     "The rows of a `metrics.jsonl`"
     return [json.loads(l) for l in Path(path).read_text().splitlines() if l.strip()]
@@ -378,25 +514,35 @@ def plot_curves(metrics_path, png_path=None):
     if png_path is not None: fig.savefig(png_path, dpi=80); plt.close(fig)
     return fig
 
-# %% ../nbs/11_train.ipynb #4d668015
+# %% ../nbs/11_train.ipynb #fa18bce3
+class ToyScorer:
+    "Scorer of `toy_problem`: info = relevance of the last shot + ½ · the one before (order matters), acc = info > ½ max"
+    def __init__(self, pool, queries, W): self.pool, self.queries, self.W = pool, queries, W
+    def _rel(self, q, ids): return torch.sigmoid((self.pool[ids] @ self.W * self.queries[q][:, None]).sum(-1))  # (N, S)
+    def info_score(self, query_ids, shots):
+        r = self._rel(query_ids, shots)
+        w = 0.5 ** torch.arange(r.shape[1] - 1, -1, -1, dtype=r.dtype)  # (S,) recency weights
+        return (r * w).sum(-1)
+    def vqa_acc(self, query_ids, shots): return (self.info_score(query_ids, shots) > 0.75).float()
+    def prob(self, query_ids, shots): return self.info_score(query_ids, shots) / 2
+
 def toy_problem(n_query:int=48, n_pool:int=200, d:int=16, K:int=12, S:int=2, G:int=5, seed:int=0):
-    "A tiny learnable beam-data problem: (train BeamDataset, val BeamDataset) — for tests and demos"
+    "A tiny learnable beam-data problem → (train BeamDataset, val BeamDataset, ToyScorer), for tests and demos"
     from lever_plus.data import EmbeddingStore, QueryRecord
     g = torch.Generator().manual_seed(seed)
     pool, queries = torch.randn(n_pool, d, generator=g), torch.randn(n_query, d, generator=g)
-    W = torch.randn(d, d, generator=g) / d ** 0.5
-    store = EmbeddingStore(pool, queries, {}, {})
-    recs = {}
+    scorer = ToyScorer(pool, queries, torch.randn(d, d, generator=g) / d ** 0.5)
+    store, recs = EmbeddingStore(pool, queries, {}, {}), {}
     for q in range(n_query):
         cand = torch.randperm(n_pool, generator=g)[:K]
-        s = (pool[cand] @ W @ queries[q]).softmax(0)  # (K,) hidden relevance of each candidate
-        order = s.argsort(descending=True)
-        seqs = [[int(cand[order[i]]), int(cand[order[j]])] for i, j in [(0, 1), (1, 0), (0, 2), (2, 0), (1, 2)][:G]]
-        scores = [float(s[order[i]] + 0.5 * s[order[j]]) for i, j in [(0, 1), (1, 0), (0, 2), (2, 0), (1, 2)][:G]]
-        recs[q] = QueryRecord(q, [sq[:S] for sq in seqs], scores, cand.tolist())
+        order = cand[scorer._rel(torch.tensor([q]), cand[None])[0].argsort(descending=True)]  # candidates, best first
+        seqs = [[int(order[i]), int(order[j])][:S] for i, j in [(1, 0), (0, 1), (2, 0), (0, 2), (2, 1)][:G]]
+        sc = scorer.info_score(torch.full((len(seqs),), q), torch.tensor(seqs))
+        top = sc.argsort(descending=True)
+        recs[q] = QueryRecord(q, [seqs[i] for i in top], sc[top].tolist(), cand.tolist())
     n_tr = int(0.75 * n_query)
     mk = lambda qs: BeamDataset({q: recs[q] for q in qs}, store, K, S, G)
-    return mk(range(n_tr)), mk(range(n_tr, n_query))
+    return mk(range(n_tr)), mk(range(n_tr, n_query)), scorer
 
 def tiny_config(**run)->TrainConfig:
     "A small config for tests: 1 RCE + 2 GRPO epochs, a 2-layer v2 with dropout"
@@ -404,7 +550,7 @@ def tiny_config(**run)->TrainConfig:
                        data=DataConfig(K=12, shot_num=2, batch_size=8),
                        curriculum=CurriculumConfig(rce_epochs=1, grpo_epochs=2), run=RunConfig(**run))
 
-# %% ../nbs/11_train.ipynb #d5ad6b67
+# %% ../nbs/11_train.ipynb #7c224761
 class _StopAfter(Exception): pass
 
 def _stop_after_epoch(n):
