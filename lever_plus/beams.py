@@ -15,7 +15,7 @@ from .sim import *
 
 # %% auto #0
 __all__ = ['MODALITIES', 'SAMPLERS', 'similarity', 'sample_candidates', 'random_select', 'similarity_topk', 'beam_search',
-           'beams_to_records', 'write_beams', 'make_data']
+           'beams_to_records', 'write_beams', 'rl_records', 'make_data']
 
 # %% ../nbs/03_beam_search.ipynb #ad954120
 MODALITIES = ('img', 'txt', 'mix')
@@ -170,6 +170,58 @@ def write_beams(path, records:dict) -> Path:
     return atomic_write_text(path, json.dumps(records) + '\n')
 
 # %% ../nbs/03_beam_search.ipynb #9f141828
+def _gumbel_topk(logits:torch.Tensor, S:int, g:torch.Generator)->torch.Tensor:
+    "S distinct positions per row sampled from softmax(logits) without replacement (Gumbel top-k), in sampled order"
+    u = torch.rand(logits.shape, generator=g).clamp(1e-9, 1 - 1e-9)
+    return (logits - torch.log(-torch.log(u))).topk(S, -1).indices
+
+def rl_records(scorer:Scorer, # scores every trajectory
+               store, # feature store (query_*/pool_* features)
+               query_ids:torch.Tensor, # (N,) query ids
+               cand_ids:torch.Tensor, # (N, K) candidate pool ids
+               beams:torch.Tensor, # (N, G, S) beam-search sequences (pool ids), best first
+               n_samples:int=8, # temperature samples per query
+               n_random:int=4, # uniform random sequences per query
+               temperature:float=0.05, # of the similarity softmax (cosines are in [-1, 1])
+               seed:int=0, # seed of samples and random picks
+               policy=None, # optional selector (`decode(..., 'sample')`) to sample from instead
+               embeddings=None, # (query feats (N_q, d_in), pool feats (N_pool, d_in)) for `policy`
+              ) -> dict: # {query_id: QueryRecord} with gen_method per trajectory
+    "Contrasting trajectories per query — beams, retrievals, samples, random — deduplicated and scored"
+    from lever_plus.data import QueryRecord
+    N, K = cand_ids.shape; S = beams.shape[-1]
+    g = torch.Generator().manual_seed(seed)
+    kinds = [('beam', beams)]
+    kinds += [('retrieval', similarity_topk(store, query_ids, cand_ids, S, m)[:, None]) for m in MODALITIES]
+    if policy is not None:
+        qf, pf = embeddings
+        _, _, ids = policy.decode(qf[query_ids], pf[cand_ids], 'sample', S, k=n_samples, cand_ids=cand_ids, generator=g)
+        kinds.append(('sample', ids))
+    else:
+        logits = similarity(store, query_ids, 'mix', cand_ids) / temperature  # (N, K)
+        pos = torch.stack([_gumbel_topk(logits, S, g) for _ in range(n_samples)], 1)  # (N, n_samples, S)
+        kinds.append(('sample', cand_ids.gather(1, pos.flatten(1)).view(N, n_samples, S)))
+    pos = torch.stack([torch.rand(N, K, generator=g).topk(S, -1).indices for _ in range(n_random)], 1)
+    kinds.append(('random', cand_ids.gather(1, pos.flatten(1)).view(N, n_random, S)))
+    seqs, methods = [], []
+    for i in range(N):
+        seen, row, how = set(), [], []
+        for kind, t in kinds:
+            for r in t[i].tolist():
+                if tuple(r) not in seen: seen.add(tuple(r)); row.append(r); how.append(kind)
+        seqs.append(row); methods.append(how)
+    qq = torch.tensor([q for q, row in zip(query_ids.tolist(), seqs) for _ in row])
+    flat = torch.tensor([r for row in seqs for r in row])
+    info, acc = scorer.info_score(qq, flat).tolist(), scorer.vqa_acc(qq, flat).tolist()
+    out, j = {}, 0
+    for i, q in enumerate(query_ids.tolist()):
+        n = len(seqs[i])
+        out[q] = QueryRecord(q, seqs[i], [round(x, 6) for x in info[j:j+n]], cand_ids[i].tolist(), [round(x, 6) for x in acc[j:j+n]],
+                             methods[i], traj_info=[{'beam_rank': k} if m == 'beam' else {} for k, m in enumerate(methods[i])])
+        j += n
+    return out
+
+# %% ../nbs/03_beam_search.ipynb #c92035ac
 def make_data(out_dir, # directory to write (created if needed)
               seed:int=0, # seed of the world and the samplers
               sampler:str='mix', # candidate sampler: 'rand', 'text_sim', 'img_sim' or 'mix'
@@ -177,6 +229,7 @@ def make_data(out_dir, # directory to write (created if needed)
               K:int=64, # candidates per query
               beam_width:int=5, # beams kept per query
               progress:bool=True, # show progress bars
+              rl:bool=False, # also write `beams_{split}_rl.json`: RL-format groups with contrast (`rl_records`)
               **kwargs) -> dict: # `WorldConfig` fields (n_pool, n_train, n_val, n_test, ...)
     "Write a simulated world and its beam data (upstream format) to `out_dir`"
     _check_sampler(sampler)
@@ -200,6 +253,11 @@ def make_data(out_dir, # directory to write (created if needed)
         acc = scorer.vqa_acc(q.repeat_interleave(G), beams.view(-1, shot_num)).view(-1, G)   # (n, G)
         write_beams(out/f'beams_{split}.json', beams_to_records(q, beams, scores, cands[q], acc))
         summary['files'].append(f'beams_{split}.json')
+        if rl:
+            from lever_plus.data import write_rl_data
+            write_rl_data(out/f'beams_{split}_rl.json', rl_records(scorer, world, q, cands[q], beams, seed=seed + 2),
+                          meta={'generator': 'lever_plus.beams.rl_records', 'seed': seed, 'split': split})
+            summary['files'].append(f'beams_{split}_rl.json')
         summary['splits'][split] = dict(n_query=len(ids), top1_info=round(scores[:, 0].mean().item(), 4), top1_vqa_acc=round(acc[:, 0].mean().item(), 4))
     t['total'] = time.perf_counter() - t0
     summary['seconds'] = {k: round(v, 3) for k, v in t.items()}

@@ -14,7 +14,8 @@ _docs = functools.cache(docments)  # docments re-parses the source each call: on
 
 # %% auto #0
 __all__ = ['DEMO_SFT_EPOCHS', 'DEMO_GRPO_EPOCHS', 'add_config_flags', 'config_from_args', 'make_data_main', 'sft_main',
-           'grpo_main', 'run_demo', 'demo_main', 'make_data', 'sft', 'grpo', 'demo']
+           'grpo_main', 'prepare_vqa_main', 'eval_main', 'run_demo', 'demo_main', 'make_data', 'sft', 'grpo', 'demo',
+           'evaluate', 'prepare_vqa']
 
 # %% ../nbs/13_cli.ipynb #88884791
 def _sections(cls=TrainConfig):
@@ -81,14 +82,29 @@ def make_data_main(argv=None):
     p.add_argument('--shot_num', type=int, default=2, help='shots per beam')
     p.add_argument('--K', type=int, default=64, help='candidates per query')
     p.add_argument('--beam_width', type=int, default=5, help='beams kept per query')
+    p.add_argument('--rl', action='store_true', help='also write beams_{split}_rl.json: RL-format groups (beams + retrievals + samples + random, scored)')
     p.add_argument('--no_progress', action='store_true', help='no progress bars')
     docs, hints = _docs(WorldConfig), typing.get_type_hints(WorldConfig)
     g = p.add_argument_group('world (WorldConfig)')
     for f in fields(WorldConfig):
         g.add_argument(f'--{f.name}', type=hints[f.name], default=argparse.SUPPRESS, help=f'{docs.get(f.name) or ""} (default: {f.default})')
+    r = p.add_argument_group('real data (a VLM scorer through transformers, see 14b_vlm)')
+    r.add_argument('--scorer', default='sim', help="'sim' (the simulated world) or 'hf' (a transformers VLM on --data)")
+    r.add_argument('--model', default=None, help='with --scorer hf: VLM checkpoint name or local path')
+    r.add_argument('--data', default=None, help='with --scorer hf: folder written by lever_plus_prepare_vqa')
+    r.add_argument('--limit', type=int, default=None, help='with --scorer hf: at most this many queries per split')
+    r.add_argument('--device', default='auto'); r.add_argument('--dtype', default='auto', help="'auto', 'fp32', 'fp16', 'bf16'")
     a = vars(p.parse_args(argv))
     out = Path(a.pop('out'))
     if out.exists() and not out.is_dir(): raise ConfigError(f'--out {out}: exists and is not a folder')
+    scorer, model, data, limit, device, dtype = (a.pop(k) for k in ('scorer', 'model', 'data', 'limit', 'device', 'dtype'))
+    if scorer == 'hf':
+        from lever_plus.vlm import make_real_data
+        if not model or not data: raise ConfigError('--scorer hf needs --model NAME and --data DIR (a folder written by lever_plus_prepare_vqa)')
+        summary = make_real_data(data, model, out, limit=limit, sampler=a['sampler'], K=a['K'], shot_num=a['shot_num'],
+                                 beam_width=a['beam_width'], seed=a['seed'], progress=not a['no_progress'], device=device, dtype=dtype)
+        print(json.dumps(summary, indent=1, default=str)); return summary
+    if scorer != 'sim': raise ConfigError(f"--scorer must be 'sim' or 'hf', got {scorer!r}")
     summary = make_data(out, progress=not a.pop('no_progress'), **a)
     print(json.dumps(summary, indent=1))
     return summary
@@ -144,6 +160,46 @@ def grpo_main(argv=None):
     return res
 
 # %% ../nbs/13_cli.ipynb #418e0d2a
+def prepare_vqa_main(argv=None):
+    "lever_plus_prepare_vqa: CLIP embeddings + splits of a VQA dataset (official JSON files + COCO images)"
+    from lever_plus.clip import prepare_vqa
+    p = argparse.ArgumentParser(prog='lever_plus_prepare_vqa', description=prepare_vqa_main.__doc__.split(': ', 1)[1])
+    p.add_argument('--out', required=True)
+    for s in ('train', 'test'):
+        for k in ('questions', 'annotations', 'images'): p.add_argument(f'--{s}_{k}', required=True)
+    p.add_argument('--clip', default='openai/clip-vit-base-patch32', help='CLIP checkpoint name or local path')
+    p.add_argument('--n_train', type=int, default=None); p.add_argument('--n_val', type=int, default=500); p.add_argument('--n_test', type=int, default=None)
+    p.add_argument('--seed', type=int, default=0); p.add_argument('--batch_size', type=int, default=64)
+    p.add_argument('--device', default='auto'); p.add_argument('--fp16', action='store_true')
+    p.add_argument('--upstream', action='store_true', help="also write upstream's averaged [N, d] .pt features")
+    a = p.parse_args(argv)
+    s = prepare_vqa(a.out, a.train_questions, a.train_annotations, a.train_images, a.test_questions, a.test_annotations, a.test_images,
+                    model=a.clip, n_train=a.n_train, n_val=a.n_val, n_test=a.n_test, seed=a.seed, batch_size=a.batch_size,
+                    device=a.device, fp16=a.fp16, upstream=a.upstream)
+    print(json.dumps(s, indent=1, default=str)); return s
+
+# %% ../nbs/13_cli.ipynb #e2c08860
+def eval_main(argv=None):
+    "lever_plus_eval: compare selectors with random / similarity baselines and the beam oracle on held-out queries"
+    from lever_plus.evaluate import run_eval
+    p = argparse.ArgumentParser(prog='lever_plus_eval', description=eval_main.__doc__.split(': ', 1)[1])
+    p.add_argument('--ckpt', action='append', default=[], help='selector checkpoint folder or run folder (its best/); repeat for several')
+    p.add_argument('--name', action='append', default=None, help='row name of each --ckpt, in order (default: from the folder)')
+    p.add_argument('--embeddings', required=True, help='embeddings.safetensors (or its folder) or an upstream .pt tensor')
+    p.add_argument('--beam_data', action='append', default=None, help='beam JSON or a folder with beams_{split}.json; repeat for several shot numbers')
+    p.add_argument('--split', default='test', help='which beams_{split}.json a folder gives')
+    p.add_argument('--shots', type=int, nargs='*', default=None, help='shot numbers to evaluate (default: those of the beam data)')
+    p.add_argument('--out', default=None, help='folder for eval.json, eval.md, eval.png')
+    p.add_argument('--seed', type=int, default=0, help='seed of the random baseline and of the bootstrap')
+    p.add_argument('--n_boot', type=int, default=1000, help='bootstrap resamples')
+    p.add_argument('--device', default='cpu')
+    a = p.parse_args(argv)
+    bd = a.beam_data if a.beam_data is None or len(a.beam_data) > 1 else a.beam_data[0]
+    res = run_eval(a.ckpt, a.embeddings, bd, a.split, a.shots, a.out, a.name, seed=a.seed, n_boot=a.n_boot, device=a.device)
+    print(res['table'])
+    return res
+
+# %% ../nbs/13_cli.ipynb #9bafbd99
 def _plot_eval(rows, png):
     import matplotlib; matplotlib.use('Agg')
     import matplotlib.pyplot as plt
@@ -179,6 +235,7 @@ def run_demo(out, # output folder
     data = out/'data'
     scorer = SimScorer.from_dir(data)
     cfg = TrainConfig(run=RunConfig(seed=seed), sft=SFTConfig(epochs=sft_epochs or (2 if quick else DEMO_SFT_EPOCHS)),
+                      grpo=GRPOConfig(reference='warmup'),  # the best variant on validation queries (see 11_train)
                       curriculum=CurriculumConfig(rce_epochs=rce_epochs if rce_epochs is not None else 1,
                                                   grpo_epochs=grpo_epochs if grpo_epochs is not None else (1 if quick else DEMO_GRPO_EPOCHS)))
     say('[2/4] SFT v2')
@@ -219,8 +276,10 @@ def demo_main(argv=None):
     a = p.parse_args(argv)
     return run_demo(a.out, a.seed, a.quick, a.sft_epochs, a.rce_epochs, a.grpo_epochs, not a.no_progress)
 
-# %% ../nbs/13_cli.ipynb #e2c08860
+# %% ../nbs/13_cli.ipynb #0769c3a1
 def make_data(): _run_main(make_data_main)
 def sft(): _run_main(sft_main)
 def grpo(): _run_main(grpo_main)
 def demo(): _run_main(demo_main)
+def evaluate(): _run_main(eval_main)
+def prepare_vqa(): _run_main(prepare_vqa_main)

@@ -1,0 +1,25 @@
+"The real-data commands end to end on tiny random-init CLIP / LLaVA models saved to disk (no download)"
+import json
+from conftest import run_script
+from lever_plus.real import tiny_vqa
+from lever_plus.clip import tiny_clip
+from lever_plus.vlm import tiny_vlm
+from lever_plus.data import load_datasets
+
+
+def test_prepare_vqa_then_hf_beam_data(tmp_path):
+    files = tiny_vqa(tmp_path/'vqa')
+    (tq, ta, ti), (vq, va, vi) = files['train2014'], files['val2014']
+    clip, vlm = tiny_clip(tmp_path/'clip'), tiny_vlm(tmp_path/'vlm')
+    r = run_script('lever_plus_prepare_vqa', ['--out', tmp_path/'data', '--train_questions', tq, '--train_annotations', ta,
+                   '--train_images', ti, '--test_questions', vq, '--test_annotations', va, '--test_images', vi,
+                   '--clip', clip, '--n_val', 4, '--device', 'cpu'])
+    assert r.returncode == 0, r.stderr
+    r = run_script('lever_plus_make_data', ['--scorer', 'hf', '--model', vlm, '--data', tmp_path/'data', '--out', tmp_path/'beams',
+                   '--K', 6, '--shot_num', 2, '--beam_width', 3, '--limit', 4, '--device', 'cpu', '--no_progress'])
+    assert r.returncode == 0, r.stderr
+    d = load_datasets(tmp_path/'beams'/'beams_train.json', tmp_path/'data', val_frac=0)
+    b = d['train'][0]
+    assert tuple(b['beams'].shape) == (3, 2) and len(b['cand_ids']) == 6
+    r = run_script('lever_plus_make_data', ['--scorer', 'hf', '--out', tmp_path/'x'])
+    assert r.returncode == 2 and r.stderr.startswith('error: --scorer hf needs --model NAME and --data DIR')
