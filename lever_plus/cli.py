@@ -111,7 +111,7 @@ def make_data_main(argv=None):
 
 # %% ../nbs/13_cli.ipynb #e55248f3
 def sft_main(argv=None):
-    "lever_plus_sft: supervised training of a pointer selector (v1 / v2) from beam data"
+    "lever_plus_sft: supervised training of a selector (v0 GPT-2, v1, v2, v2_lora) from beam data"
     from lever_plus.sft import run_sft
     p = argparse.ArgumentParser(prog='lever_plus_sft', description=sft_main.__doc__.split(': ', 1)[1])
     p.add_argument('--val_beam_data', default=None, help='validation beam JSON (default: hold out data.val_frac of the training queries)')
@@ -137,7 +137,7 @@ def grpo_main(argv=None):
     p.add_argument('--resume', default=None, help='continue an interrupted run: its output folder (newest checkpoint) or a checkpoint folder')
     p.add_argument('--scorer', default='auto', help="'auto' (the simulated VLM when the embeddings folder has one) or 'none'")
     p.add_argument('--no_progress', action='store_true')
-    add_config_flags(p, skip=('version', 'd_in', 'd_model', 'n_layers', 'n_heads', 'dropout', 'logit_scale'))
+    add_config_flags(p, skip=('version', 'd_in', 'd_model', 'n_layers', 'n_heads', 'dropout', 'logit_scale', 'n_pool', 'lora_rank', 'lora_alpha', 'base_ckpt'))
     ns = p.parse_args(argv)
     cfg = config_from_args(ns)
     if not cfg.data.beam_data or not cfg.data.embeddings: raise ConfigError('lever_plus_grpo needs --beam_data and --embeddings')

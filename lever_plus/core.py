@@ -46,15 +46,22 @@ def _check(cond, msg):
 @dataclass
 class ModelConfig:
     "The pointer selector (DESIGN §5)"
-    version: str = 'v2'  # 'v1' bi-encoder, 'v2' bi-encoder + cross-attention
+    version: str = 'v2'  # 'v1' bi-encoder, 'v2' bi-encoder + cross-attention, 'v0' GPT-2 over pool ids, 'v2_lora' LoRA on a v2
     d_in: int = 0  # input embedding size (img+txt concatenated); 0 = take it from the embeddings
     d_model: int = 256  # hidden size D
     n_layers: int = 3  # cross-attention layers in v2 (the seed says 3; upstream configs used 1)
     n_heads: int = 1  # attention heads
     dropout: float = 0.1  # dropout in the encoders and attention
     logit_scale: float = 10.0  # logits = logit_scale · cosine (upstream v2: 1/0.1)
+    n_pool: int = 0  # v0: pool ids in its token vocabulary (0 = the pool size of the embeddings)
+    lora_rank: int = 8  # v2_lora: rank r of the adapters
+    lora_alpha: float = 16.0  # v2_lora: adapter scale α (the weight update is (α/r)·B·A)
+    base_ckpt: str = ''  # v2_lora: the v2 checkpoint folder the adapters are trained on
     def __post_init__(self):
-        _check(self.version in ('v1', 'v2'), f"model.version must be 'v1' or 'v2', got {self.version!r}")
+        _check(self.version in ('v1', 'v2', 'v0', 'v2_lora'), f"model.version must be 'v1' or 'v2' (pointer selectors), 'v0' "
+               f"(GPT-2 over pool ids) or 'v2_lora' (LoRA adapters on a v2 checkpoint), got {self.version!r}")
+        _check(self.n_pool >= 0, f'model.n_pool must be >= 0, got {self.n_pool}')
+        _check(self.lora_rank >= 1, f'model.lora_rank must be >= 1, got {self.lora_rank}')
         _check(self.d_model > 0 and self.d_model % self.n_heads == 0,
                f'model.d_model ({self.d_model}) must be positive and divisible by model.n_heads ({self.n_heads})')
         _check(self.n_layers >= 0, f'model.n_layers must be >= 0, got {self.n_layers}')

@@ -13,6 +13,7 @@ from fastcore.basics import patch
 from .core import *
 from .data import BeamDataset, make_loader, load_datasets
 from .model import PointerSelector
+from .lora import load_selector, selector_step_log_probs
 from .rewards import combine_rewards, sequence_reward, group_advantages, adv_kwargs, beam_score_stats
 from .rce import tau_schedule, schedule_progress, rce_loss, label_smoothed_nll
 from .grpo import grpo_loss, kl_k3
@@ -52,7 +53,7 @@ class SelectorForward(torch.nn.Module):
     def __init__(self, selector): super().__init__(); self.selector = selector
     def forward(self, batch:dict, full:bool=False)->Tensor: # (B, G) sequence log-probs, or (B, G, S, K) step log-softmax
         m = self.selector
-        if full: return m.step_log_probs(batch['query'], batch['cands'], batch['beams'], batch.get('cand_mask'))[0]
+        if full: return selector_step_log_probs(m, batch)[0]  # v0 also needs the pool ids
         return m.log_prob(batch)
 
 def _logp(policy, batch:dict, full:bool=False)->Tensor:
@@ -322,7 +323,7 @@ def post_train(cfg:TrainConfig, # the whole run config (curriculum, rce, grpo, c
         raise ConfigError('grpo.online_samples > 0 needs a scorer to score the sampled sequences (the simulated VLM of the '
                           'data folder, or a real VLM scorer); pass scorer=... or set grpo.online_samples = 0')
     # π_ref = the SFT model, frozen; saved once so that a resumed run uses the same reference
-    if (out/'reference').exists(): ref = PointerSelector.from_pretrained(out/'reference', dev)
+    if (out/'reference').exists(): ref = load_selector(out/'reference', dev)
     else:
         if resume: raise CheckpointError(f'{out}/reference: not found; cannot resume a run without its SFT reference')
         ref = copy.deepcopy(policy).eval()
@@ -338,7 +339,7 @@ def post_train(cfg:TrainConfig, # the whole run config (curriculum, rce, grpo, c
         ckpt = latest_checkpoint(out) if resume is True else Path(resume)
         if ckpt is None: raise CheckpointError(f'{out}: --resume given but no checkpoints/epoch_NNN folder exists')
         ts = load_trainer_state(ckpt)
-        policy.load_state_dict(PointerSelector.from_pretrained(ckpt, dev).state_dict())
+        policy.load_state_dict(load_selector(ckpt, dev).state_dict())
         opt.load_state_dict(ts['optimizer']); sched.load_state_dict(ts['scheduler'])
         state = ts['state']; _restore_rng(ts['rng'])
         if cached is not None and 'scorer_cache' in ts: cached.load_state_dict(ts['scorer_cache'])
@@ -358,7 +359,7 @@ def post_train(cfg:TrainConfig, # the whole run config (curriculum, rce, grpo, c
             if stage.kind == 'grpo':
                 if cfg.grpo.reference == 'warmup' and caches['ref'] is None:  # π_ref = the policy entering GRPO
                     wdir = out/'reference_warmup'
-                    if wdir.exists(): ref = PointerSelector.from_pretrained(wdir, dev)
+                    if wdir.exists(): ref = load_selector(wdir, dev)
                     else:
                         ref = copy.deepcopy(policy).eval()
                         if main: save_checkpoint(wdir, ref, cfg)
@@ -463,7 +464,7 @@ def run_post_train(sft_ckpt, # SFT checkpoint folder (`model.safetensors` + `con
                   )->dict:
     "Post-train an SFT selector from files (RCE warm-up + GRPO); returns `post_train`'s summary"
     cfg = cfg or TrainConfig()
-    policy = PointerSelector.from_pretrained(sft_ckpt)
+    policy = load_selector(sft_ckpt)
     d = load_datasets(beam_data, embeddings, None, cfg.data.n_beams, val_beam_data, cfg.data.val_frac, cfg.run.seed)
     if d['store'].d_in != policy.cfg.d_in:
         raise EmbeddingError(f'{embeddings}: features have d_in={d["store"].d_in} but the SFT checkpoint {sft_ckpt} expects '
