@@ -119,7 +119,7 @@ def evaluate_methods(methods:dict, # name → method (a BASELINES name or a sele
 def results_table(rows:list, digits:int=4)->str:
     "Markdown table of `evaluate_methods` / `summarize_seeds` rows"
     seeds = any(r.get('n_seeds', 1) > 1 for r in rows)
-    out = ['| method | info score [95 % CI] | VQA acc [95 % CI] | of oracle [95 % CI] |' + (' info sd over seeds |' if seeds else ''),
+    out = ['| method | info score [95 % CI] | VQA acc [95 % CI] | of oracle [95 % CI] |' + (' info sd over seeds (n) |' if seeds else ''),
            '|---|---|---|---|' + ('---|' if seeds else '')]
     for r in rows:
         fo = r.get('frac_oracle')
@@ -298,6 +298,7 @@ def run_eval(ckpts:list, # selector checkpoint folders (or run folders: their be
     if len(names) != len(paths): raise ConfigError(f'{len(names)} names for {len(paths)} checkpoints')
     dup = {n for n in names if names.count(n) > 1}
     names = [f'{n} [{p.parent.name if p.name == "best" else p.name}]' if n in dup else n for n, p in zip(names, paths)]
+    names = [f'{n} #{i + 1}' if names.count(n) > 1 else n for i, n in enumerate(names)]  # still the same: number them
     models = {n: PointerSelector.from_pretrained(p, device) for n, p in zip(names, paths)}
     res, table = {}, []
     for S in (shots or sorted(sets)):
