@@ -21,7 +21,10 @@ def _args(world, sft, out, *extra):
 
 def _start(args, log:Path) -> subprocess.Popen:
     with open(log.with_suffix('.out'), 'w') as o, open(log.with_suffix('.err'), 'w') as e:
-        return subprocess.Popen([script('lever_plus_grpo'), *args], stdout=o, stderr=e, env=cli_env())
+        # a shell without job control starts background jobs with SIGINT ignored, and Python then installs no
+        # KeyboardInterrupt handler: give the child the default disposition, as an interactive terminal would
+        return subprocess.Popen([script('lever_plus_grpo'), *args], stdout=o, stderr=e, env=cli_env(),
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def _wait_for(path:Path, proc:subprocess.Popen, timeout:float=300) -> bool:
