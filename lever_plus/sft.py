@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 from fastcore.basics import noop
 from .core import *
-from .data import BeamData, BeamDataset, load_embeddings, make_loader, read_beam_data
+from .data import BeamData, BeamDataset, load_embeddings, make_loader, read_beam_data, split_records
 from .model import PointerSelector
 from .lora import build_selector, selector_step_log_probs
 
@@ -158,15 +158,6 @@ def train_sft(model:PointerSelector, train_loader, # sized iterable of batch dic
     return hist
 
 # %% ../nbs/05_sft.ipynb #83ce9e48
-def _split_val(recs:BeamData, frac:float, seed:int):
-    "Hold out `round(frac · n)` queries (seeded) → (train records, val records or None)"
-    qs = sorted(recs)
-    n_val = min(int(round(frac * len(qs))), len(qs) - 1)
-    if n_val <= 0: return recs, None
-    val = set(qs[i] for i in torch.randperm(len(qs), generator=torch.Generator().manual_seed(seed))[:n_val].tolist())
-    part = lambda keep: BeamData({q: recs[q] for q in qs if (q in val) == keep}, recs.path, recs.format, recs.meta)
-    return part(False), part(True)
-
 def run_sft(beam_data, # beam / RL JSON of the training queries
             embeddings, # embeddings.safetensors (or its folder) or an upstream .pt tensor
             output_dir, # gets config.json, metrics.jsonl, best/, last/
@@ -189,7 +180,7 @@ def run_sft(beam_data, # beam / RL JSON of the training queries
                   data=replace(cfg.data, beam_data=str(beam_data), embeddings=str(embeddings), K=K, shot_num=len(r0.sequences[0])),
                   run=replace(cfg.run, output_dir=str(output_dir)))
     set_seed(cfg.run.seed)
-    tr, va = (recs, read(val_beam_data)) if val_beam_data is not None else _split_val(recs, cfg.data.val_frac, cfg.run.seed)
+    tr, va = (recs, read(val_beam_data)) if val_beam_data is not None else split_records(recs, cfg.data.val_frac, cfg.run.seed)
     ds = lambda r: BeamDataset(r, store, cfg.data.K, cfg.data.shot_num, cfg.data.n_beams)
     tl = make_loader(ds(tr), cfg.data.batch_size, shuffle=True, seed=cfg.run.seed)
     vl = make_loader(ds(va), cfg.data.batch_size, shuffle=False) if va else None
