@@ -15,7 +15,7 @@ from .sim import *
 
 # %% auto #0
 __all__ = ['MODALITIES', 'SAMPLERS', 'similarity', 'sample_candidates', 'random_select', 'similarity_topk', 'beam_search',
-           'beams_to_records', 'write_beams', 'rl_records', 'make_data']
+           'beams_to_records', 'write_beams', 'query_uniforms', 'rl_records', 'make_data']
 
 # %% ../nbs/03_beam_search.ipynb #ad954120
 MODALITIES = ('img', 'txt', 'mix')
@@ -170,10 +170,18 @@ def write_beams(path, records:dict) -> Path:
     return atomic_write_text(path, json.dumps(records) + '\n')
 
 # %% ../nbs/03_beam_search.ipynb #9f141828
-def _gumbel_topk(logits:torch.Tensor, S:int, g:torch.Generator)->torch.Tensor:
-    "S distinct positions per row sampled from softmax(logits) without replacement (Gumbel top-k), in sampled order"
-    u = torch.rand(logits.shape, generator=g).clamp(1e-9, 1 - 1e-9)
+def _gumbel_topk(logits:torch.Tensor, S:int, u:torch.Tensor)->torch.Tensor:
+    "S distinct positions per row sampled from softmax(logits) without replacement (Gumbel top-k, uniforms `u`), in sampled order"
+    u = u.clamp(1e-9, 1 - 1e-9)
     return (logits - torch.log(-torch.log(u))).topk(S, -1).indices
+
+def query_uniforms(query_ids:torch.Tensor, # (N,) query ids
+                   n:int, K:int, # rows and columns per query
+                   seed:int=0,
+                  )->torch.Tensor: # (N, n, K) uniforms in [0, 1)
+    "Uniform random numbers of each query from its own generator, seeded from (seed, query id)"
+    rows = [torch.rand(n, K, generator=torch.Generator().manual_seed(seed * 1_000_003 + q)) for q in torch.as_tensor(query_ids).tolist()]
+    return torch.stack(rows) if rows else torch.zeros(0, n, K)
 
 def rl_records(scorer:Scorer, # scores every trajectory
                store, # feature store (query_*/pool_* features)
@@ -190,18 +198,19 @@ def rl_records(scorer:Scorer, # scores every trajectory
     "Contrasting trajectories per query — beams, retrievals, samples, random — deduplicated and scored"
     from lever_plus.data import QueryRecord
     N, K = cand_ids.shape; S = beams.shape[-1]
-    g = torch.Generator().manual_seed(seed)
+    u = query_uniforms(query_ids, n_samples + n_random, K, seed)  # (N, n_samples + n_random, K)
     kinds = [('beam', beams)]
     kinds += [('retrieval', similarity_topk(store, query_ids, cand_ids, S, m)[:, None]) for m in MODALITIES]
     if policy is not None:
         qf, pf = embeddings
-        _, _, ids = policy.decode(qf[query_ids], pf[cand_ids], 'sample', S, k=n_samples, cand_ids=cand_ids, generator=g)
+        _, _, ids = policy.decode(qf[query_ids], pf[cand_ids], 'sample', S, k=n_samples, cand_ids=cand_ids,
+                                  generator=torch.Generator().manual_seed(seed))
         kinds.append(('sample', ids))
     else:
         logits = similarity(store, query_ids, 'mix', cand_ids) / temperature  # (N, K)
-        pos = torch.stack([_gumbel_topk(logits, S, g) for _ in range(n_samples)], 1)  # (N, n_samples, S)
+        pos = _gumbel_topk(logits[:, None], S, u[:, :n_samples])  # (N, n_samples, S)
         kinds.append(('sample', cand_ids.gather(1, pos.flatten(1)).view(N, n_samples, S)))
-    pos = torch.stack([torch.rand(N, K, generator=g).topk(S, -1).indices for _ in range(n_random)], 1)
+    pos = u[:, n_samples:].topk(S, -1).indices  # (N, n_random, S)
     kinds.append(('random', cand_ids.gather(1, pos.flatten(1)).view(N, n_random, S)))
     seqs, methods = [], []
     for i in range(N):
@@ -230,6 +239,7 @@ def make_data(out_dir, # directory to write (created if needed)
               beam_width:int=5, # beams kept per query
               progress:bool=True, # show progress bars
               rl:bool=False, # also write `beams_{split}_rl.json`: RL-format groups with contrast (`rl_records`)
+              ctx=None, # run context under torchrun (`lever_plus.dist.init_distributed('cpu')`): rank, world_size, is_main, gather, barrier
               **kwargs) -> dict: # `WorldConfig` fields (n_pool, n_train, n_val, n_test, ...)
     "Write a simulated world and its beam data (upstream format) to `out_dir`"
     _check_sampler(sampler)
@@ -238,8 +248,11 @@ def make_data(out_dir, # directory to write (created if needed)
     if not 1 <= shot_num <= K: raise ConfigError(f'shot_num ({shot_num}) must be in [1, K={K}]: a sequence cannot use more shots than there are candidates')
     if beam_width < 1: raise ConfigError(f'beam_width must be >= 1, got {beam_width}')
     out, t = Path(out_dir), {}
+    rank, n_ranks, main = (ctx.rank, ctx.world_size, ctx.is_main) if ctx is not None else (0, 1, True)
+    gather = ctx.gather if ctx is not None else (lambda x: [x])
     t0 = time.perf_counter()
-    world = make_world(seed, **kwargs); save_world(world, out)
+    world = make_world(seed, **kwargs)
+    if main: save_world(world, out)
     t['world'] = time.perf_counter() - t0
     scorer = SimScorer(world)
     cands = sample_candidates(world, torch.arange(world.n_query), K, sampler, seed=seed + 1)  # (N_q, K)
@@ -247,18 +260,26 @@ def make_data(out_dir, # directory to write (created if needed)
     summary = dict(out_dir=str(out), seed=seed, sampler=sampler, shot_num=shot_num, K=K, beam_width=beam_width,
                    n_pool=world.n_pool, n_query=world.n_query, splits={}, files=['embeddings.safetensors', 'meta.json', 'world.safetensors', 'world.json'])
     for split, ids in world.splits.items():
-        q = torch.tensor(ids)
-        beams, scores = beam_search(scorer, q, cands[q], shot_num, beam_width, progress=progress, desc=f'beams {split}')
-        G = beams.shape[1]
-        acc = scorer.vqa_acc(q.repeat_interleave(G), beams.view(-1, shot_num)).view(-1, G)   # (n, G)
-        write_beams(out/f'beams_{split}.json', beams_to_records(q, beams, scores, cands[q], acc))
+        lo, hi = rank * len(ids) // n_ranks, (rank + 1) * len(ids) // n_ranks  # this rank's contiguous slice
+        q = torch.tensor(ids[lo:hi], dtype=torch.long)
+        recs, rl_recs, top1 = {}, {}, torch.zeros(0, 2)
+        if len(q):
+            beams, scores = beam_search(scorer, q, cands[q], shot_num, beam_width, progress=progress and main, desc=f'beams {split}')
+            G = beams.shape[1]
+            acc = scorer.vqa_acc(q.repeat_interleave(G), beams.view(-1, shot_num)).view(-1, G)   # (n, G)
+            recs, top1 = beams_to_records(q, beams, scores, cands[q], acc), torch.stack([scores[:, 0], acc[:, 0]], 1)  # (n, 2)
+            if rl: rl_recs = rl_records(scorer, world, q, cands[q], beams, seed=seed + 2)
+        parts = gather((recs, rl_recs, top1))  # every rank's slice, in rank order = query order
+        recs, top1 = {k: v for p in parts for k, v in p[0].items()}, torch.cat([p[2] for p in parts])  # (N_split, 2)
+        if main: write_beams(out/f'beams_{split}.json', recs)
         summary['files'].append(f'beams_{split}.json')
         if rl:
             from lever_plus.data import write_rl_data
-            write_rl_data(out/f'beams_{split}_rl.json', rl_records(scorer, world, q, cands[q], beams, seed=seed + 2),
-                          meta={'generator': 'lever_plus.beams.rl_records', 'seed': seed, 'split': split})
+            if main: write_rl_data(out/f'beams_{split}_rl.json', {k: v for p in parts for k, v in p[1].items()},
+                                   meta={'generator': 'lever_plus.beams.rl_records', 'seed': seed, 'split': split})
             summary['files'].append(f'beams_{split}_rl.json')
-        summary['splits'][split] = dict(n_query=len(ids), top1_info=round(scores[:, 0].mean().item(), 4), top1_vqa_acc=round(acc[:, 0].mean().item(), 4))
+        summary['splits'][split] = dict(n_query=len(ids), top1_info=round(top1[:, 0].mean().item(), 4), top1_vqa_acc=round(top1[:, 1].mean().item(), 4))
+    if ctx is not None: ctx.barrier()  # the files are written when make_data returns, on every rank
     t['total'] = time.perf_counter() - t0
     summary['seconds'] = {k: round(v, 3) for k, v in t.items()}
     return summary

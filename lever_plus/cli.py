@@ -99,14 +99,18 @@ def make_data_main(argv=None):
     if out.exists() and not out.is_dir(): raise ConfigError(f'--out {out}: exists and is not a folder')
     scorer, model, data, limit, device, dtype = (a.pop(k) for k in ('scorer', 'model', 'data', 'limit', 'device', 'dtype'))
     if scorer == 'hf':
+        from lever_plus.dist import dist_env
+        if dist_env()[1] > 1: raise ConfigError('--scorer hf runs in one process: start lever_plus_make_data without torchrun')
         from lever_plus.vlm import make_real_data
         if not model or not data: raise ConfigError('--scorer hf needs --model NAME and --data DIR (a folder written by lever_plus_prepare_vqa)')
         summary = make_real_data(data, model, out, limit=limit, sampler=a['sampler'], K=a['K'], shot_num=a['shot_num'],
                                  beam_width=a['beam_width'], seed=a['seed'], progress=not a['no_progress'], device=device, dtype=dtype)
         print(json.dumps(summary, indent=1, default=str)); return summary
     if scorer != 'sim': raise ConfigError(f"--scorer must be 'sim' or 'hf', got {scorer!r}")
-    summary = make_data(out, progress=not a.pop('no_progress'), **a)
-    print(json.dumps(summary, indent=1))
+    from lever_plus.dist import init_distributed
+    ctx = init_distributed('cpu')  # under torchrun: one rank (gloo; the simulated VLM runs on the CPU); else None
+    summary = make_data(out, progress=not a.pop('no_progress'), ctx=ctx, **a)
+    if ctx is None or ctx.is_main: print(json.dumps(summary, indent=1))
     return summary
 
 # %% ../nbs/13_cli.ipynb #e55248f3
@@ -123,7 +127,11 @@ def sft_main(argv=None):
     if not cfg.data.beam_data or not cfg.data.embeddings: raise ConfigError('lever_plus_sft needs --beam_data and --embeddings')
     from lever_plus.train import auto_scorer
     scorer = auto_scorer(cfg.data.embeddings) if ns.scorer == 'auto' else None
-    res = run_sft(cfg.data.beam_data, cfg.data.embeddings, cfg.run.output_dir, cfg.model.version, cfg, ns.val_beam_data, scorer)
+    from lever_plus.dist import init_distributed
+    ctx = init_distributed(cfg.run.device)  # under torchrun: one rank of a DDP job; else None
+    if ctx is not None: cfg = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, device=str(ctx.device)))
+    res = run_sft(cfg.data.beam_data, cfg.data.embeddings, cfg.run.output_dir, cfg.model.version, cfg, ns.val_beam_data, scorer, ctx=ctx)
+    if ctx is not None and not ctx.is_main: return res
     print(json.dumps({k: res[k] for k in ('output_dir', 'best_dir', 'best_epoch', 'best', 'n_params', 'n_train', 'n_val')}, indent=1, default=str))
     return res
 

@@ -16,8 +16,8 @@ from .model import PointerSelector
 from .lora import build_selector, selector_step_log_probs
 
 # %% auto #0
-__all__ = ['top_beam', 'sft_weights', 'smoothed_ce', 'sft_loss', 'sft_targets', 'cosine_schedule', 'evaluate_sft', 'train_sft',
-           'run_sft']
+__all__ = ['top_beam', 'sft_weights', 'smoothed_ce', 'SingleProcess', 'SelectorForward', 'sft_loss', 'sft_targets',
+           'cosine_schedule', 'evaluate_sft', 'train_sft', 'run_sft']
 
 # %% ../nbs/05_sft.ipynb #980eda76
 def top_beam(scores:Tensor, # (B, G) info scores
@@ -49,15 +49,37 @@ def smoothed_ce(logp:Tensor, # (..., K) step log-probs
     return (1 - eps) * nll + eps * smooth
 
 # %% ../nbs/05_sft.ipynb #3f86eeb7
-def sft_loss(model:PointerSelector, batch:dict, # the batch dict of `lever_plus.data.collate_beams`
+class SingleProcess:
+    "Run context of a single process (see `lever_plus.dist.DistContext` for torchrun)"
+    rank, world_size, is_main = 0, 1, True
+    def shard(self, batch:dict)->dict: return batch
+    def wrap(self, module): return module
+    def mean(self, metrics:dict)->dict: return metrics
+    def all_ok(self, ok:bool)->bool: return ok
+    def gather(self, obj)->list: return [obj]
+    def barrier(self): pass
+
+class SelectorForward(torch.nn.Module):
+    "`forward(batch)` = the selector's teacher-forced log-probs, so `DistributedDataParallel` can wrap the selector"
+    def __init__(self, selector): super().__init__(); self.selector = selector
+    def forward(self, batch:dict, full:bool=False, avail:bool=False): # (B, G) sequence log-probs, or (B, G, S, K) step log-softmax [, (B, G, S, K) pickable]
+        m = self.selector
+        if not (full or avail): return m.log_prob(batch)
+        lp, ok = selector_step_log_probs(m, batch)  # v0 also needs the pool ids
+        return (lp, ok) if avail else lp
+
+# %% ../nbs/05_sft.ipynb #416405eb
+def sft_loss(model, # a selector, or its (DDP-wrapped) `SelectorForward`
+             batch:dict, # the batch dict of `lever_plus.data.collate_beams`
              cfg:SFTConfig)->tuple[Tensor, dict]: # scalar loss, metrics
     "Label-smoothed CE of the target beams' positions, averaged over steps and queries"
+    fwd = SelectorForward(model) if hasattr(model, 'log_prob') else model
     beams, scores, mask = batch['beams'], batch['scores'], batch.get('beam_mask')
     B, G, S = beams.shape
     top = top_beam(scores, mask)  # (B,)
     if cfg.all_beams: w, tgt = sft_weights(scores, mask, True), beams
     else: w, tgt = beams.new_ones(B, 1, dtype=torch.float), beams.gather(1, top[:, None, None].expand(B, 1, S))  # (B, 1, S)
-    lp, avail = selector_step_log_probs(model, batch, tgt)  # (B, G', S, K)
+    lp, avail = fwd({**batch, 'beams': tgt}, avail=True)  # (B, G', S, K) each
     ce = smoothed_ce(lp, avail, tgt, cfg.label_smoothing).mean(-1)  # (B, G')
     loss = (ce * w).sum(-1).mean()
     with torch.no_grad():
@@ -71,13 +93,13 @@ def sft_targets(batch:dict)->Tensor: # (B, S) positions of each query's top beam
     B, G, S = batch['beams'].shape
     return batch['beams'][torch.arange(B), top_beam(batch['scores'], batch.get('beam_mask'))]
 
-# %% ../nbs/05_sft.ipynb #83635f1f
+# %% ../nbs/05_sft.ipynb #856c3743
 def cosine_schedule(opt:torch.optim.Optimizer, total_steps:int, warmup_frac:float=0.1):
     "LR scheduler: linear warm-up over `warmup_frac` of `total_steps`, then cosine decay to 0"
     from transformers import get_cosine_schedule_with_warmup  # lazy: heavy import
     return get_cosine_schedule_with_warmup(opt, round(warmup_frac * total_steps), max(total_steps, 1))
 
-# %% ../nbs/05_sft.ipynb #856c3743
+# %% ../nbs/05_sft.ipynb #4e095e6a
 def _to_device(batch:dict, device)->dict:
     return {k: v.to(device) if isinstance(v, Tensor) else v for k, v in batch.items()}
 
@@ -106,7 +128,7 @@ def evaluate_sft(model:PointerSelector, loader, # iterable of batch dicts
     out['val_score'] = out['val_info'] if scorer is not None else -out['val_loss']
     return out
 
-# %% ../nbs/05_sft.ipynb #9fde125a
+# %% ../nbs/05_sft.ipynb #821d94d7
 def _append_jsonl(path:Path, rec:dict):
     with open(path, 'a') as f: f.write(json.dumps(rec) + '\n')
 
@@ -115,32 +137,46 @@ def _save(model, d:Path, cfg, rec:dict):
     model.save_pretrained(d, cfg)
     atomic_write_text(d/'metrics.json', json.dumps(rec, indent=1) + '\n')
 
+def _shard_weight(B:int, b:int, world:int)->float:
+    "Loss weight of a rank holding b of the global batch's B queries (1 when every rank holds the whole batch)"
+    return world * b / B if B >= world else 1.
+
 def train_sft(model:PointerSelector, train_loader, # sized iterable of batch dicts (a DataLoader or a list)
               val_loader, # iterable of batch dicts, or None (then `best/` = the last epoch)
               cfg:TrainConfig, output_dir, # gets best/, last/, metrics.jsonl
               log=noop, # called with every step / epoch record
               scorer=None, # optional `Scorer` for greedy-decode validation metrics
+              ctx=None, # run context (default `SingleProcess()`; `lever_plus.dist.DistContext` under torchrun)
              )->list: # one record per epoch
     "Supervised training of `model` (in place) on the target beams; keeps the best epoch in `output_dir/best`"
-    out = Path(output_dir); out.mkdir(parents=True, exist_ok=True)
+    ctx = ctx or SingleProcess()
+    out = Path(output_dir)
+    if ctx.is_main: out.mkdir(parents=True, exist_ok=True)
     dev = next(model.parameters()).device
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.sft.lr, weight_decay=cfg.sft.weight_decay)
     sched = cosine_schedule(opt, cfg.sft.epochs * len(train_loader), cfg.run.warmup_frac)
+    fwd = ctx.wrap(SelectorForward(model))  # gradients averaged across ranks under torchrun
     step, bad, best, best_epoch, hist = 0, 0, None, 0, []
-    def emit(rec): _append_jsonl(out/'metrics.jsonl', rec); log(rec)
+    def emit(rec):
+        if ctx.is_main: _append_jsonl(out/'metrics.jsonl', rec)
+        log(rec)
     for epoch in range(1, cfg.sft.epochs + 1):
         model.train()
         t0, tot, nb = time.time(), 0., 0
         for batch in train_loader:
-            loss, m = sft_loss(model, _to_device(batch, dev), cfg.sft)
-            if not torch.isfinite(loss):
+            B = len(batch['query'])
+            b = ctx.shard(_to_device(batch, dev))
+            w = _shard_weight(B, len(b['query']), ctx.world_size)
+            loss, m = sft_loss(fwd, b, cfg.sft)
+            if not ctx.all_ok(bool(torch.isfinite(loss))):  # every rank skips together
                 bad += 1
                 if bad >= cfg.run.max_bad_steps: raise TrainingError(f'{bad} consecutive non-finite SFT losses at step {step} (lower sft.lr?)')
                 opt.zero_grad(set_to_none=True); continue
             bad = 0
-            loss.backward()
+            (loss * w).backward()
             gn = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.run.grad_clip if cfg.run.grad_clip > 0 else float('inf'))
             opt.step(); sched.step(); opt.zero_grad(set_to_none=True)
+            m = ctx.mean({k: v * w for k, v in m.items()})  # the global batch's means
             step += 1; tot += m['loss']; nb += 1
             if step % cfg.run.log_every == 0:
                 emit({'kind': 'step', 'epoch': epoch, 'step': step, **m, 'grad_norm': float(gn), 'lr': sched.get_last_lr()[0]})
@@ -150,14 +186,16 @@ def train_sft(model:PointerSelector, train_loader, # sized iterable of batch dic
         score = rec.get('val_score', epoch)  # no validation: the latest epoch is the best
         if best is None or score > best: best, best_epoch = score, epoch
         rec['best_epoch'] = best_epoch
-        _save(model, out/'last', cfg, rec)
-        if best_epoch == epoch: _save(model, out/'best', cfg, rec)
+        if ctx.is_main:
+            _save(model, out/'last', cfg, rec)
+            if best_epoch == epoch: _save(model, out/'best', cfg, rec)
         emit(rec); hist.append(rec)
-    if not hist:  # sft.epochs == 0: the untrained model is both
+    if not hist and ctx.is_main:  # sft.epochs == 0: the untrained model is both
         for d in ('last', 'best'): _save(model, out/d, cfg, {'kind': 'epoch', 'epoch': 0, 'step': 0, 'best_epoch': 0})
+    ctx.barrier()  # the others may read best/ and last/ once train_sft returns
     return hist
 
-# %% ../nbs/05_sft.ipynb #83ce9e48
+# %% ../nbs/05_sft.ipynb #994a46c3
 def run_sft(beam_data, # beam / RL JSON of the training queries
             embeddings, # embeddings.safetensors (or its folder) or an upstream .pt tensor
             output_dir, # gets config.json, metrics.jsonl, best/, last/
@@ -166,8 +204,10 @@ def run_sft(beam_data, # beam / RL JSON of the training queries
             val_beam_data=None, # beam JSON of validation queries; None = hold out data.val_frac of the training queries
             scorer=None, # optional `Scorer`: greedy-decode info score / VQA accuracy in validation (and best/ by info score)
             log=noop, # called with every metrics record
+            ctx=None, # run context (`lever_plus.dist.init_distributed()` under torchrun; None = one process)
            )->dict: # summary: dirs, best epoch record, history, sizes, parameter counts, time_s, resolved config
     "Train a selector by SFT from files"
+    ctx = ctx or SingleProcess()
     cfg = cfg or TrainConfig()
     store = load_embeddings(embeddings)
     read = lambda p: read_beam_data(p, pool_size=len(store.pool), shared_ids=store.shared)
@@ -186,10 +226,10 @@ def run_sft(beam_data, # beam / RL JSON of the training queries
     vl = make_loader(ds(va), cfg.data.batch_size, shuffle=False) if va else None
     model = build_selector(cfg.model).to(get_device(cfg.run.device))
     cfg = replace(cfg, model=model.cfg)  # v2_lora: the base's architecture + the adapters
-    out = Path(output_dir); out.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, out/'config.json')
+    out = Path(output_dir)
+    if ctx.is_main: out.mkdir(parents=True, exist_ok=True); save_config(cfg, out/'config.json')
     t0 = time.time()
-    hist = train_sft(model, tl, vl, cfg, out, log=log, scorer=scorer)
+    hist = train_sft(model, tl, vl, cfg, out, log=log, scorer=scorer, ctx=ctx)
     time_s = time.time() - t0
     best = json.loads((out/'best'/'metrics.json').read_text())
     return dict(output_dir=str(out), best_dir=str(out/'best'), last_dir=str(out/'last'), best_epoch=best['epoch'], best=best,

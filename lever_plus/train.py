@@ -14,6 +14,7 @@ from .core import *
 from .data import BeamDataset, make_loader, load_datasets
 from .model import PointerSelector
 from .lora import load_selector, selector_step_log_probs
+from .sft import SelectorForward, SingleProcess  # the run context and the DDP forward module (05_sft)
 from .rewards import combine_rewards, sequence_reward, group_advantages, adv_kwargs, beam_score_stats
 from .rce import tau_schedule, schedule_progress, rce_loss, label_smoothed_nll
 from .grpo import grpo_loss, kl_k3
@@ -21,10 +22,10 @@ from .control import ControlState, init_control, update_control
 from .curriculum import make_stages, stage_at, top_k_mask
 
 # %% auto #0
-__all__ = ['ADV_BINS', 'logp_cache', 'lookup', 'to_device', 'SelectorForward', 'rce_step', 'batch_rewards', 'grpo_step',
-           'CachedScorer', 'sample_group', 'join_groups', 'validate', 'save_checkpoint', 'load_trainer_state',
-           'latest_checkpoint', 'SingleProcess', 'post_train', 'auto_scorer', 'run_post_train', 'read_metrics',
-           'plot_curves', 'ToyScorer', 'toy_problem', 'tiny_config']
+__all__ = ['ADV_BINS', 'logp_cache', 'lookup', 'to_device', 'rce_step', 'batch_rewards', 'grpo_step', 'CachedScorer',
+           'sample_group', 'join_groups', 'validate', 'save_checkpoint', 'load_trainer_state', 'latest_checkpoint',
+           'post_train', 'auto_scorer', 'run_post_train', 'read_metrics', 'plot_curves', 'ToyScorer', 'toy_problem',
+           'tiny_config']
 
 # %% ../nbs/11_train.ipynb #a71ec0aa
 @torch.no_grad()
@@ -48,14 +49,6 @@ def to_device(batch:dict, device)->dict:
     return {k: v.to(device) if isinstance(v, Tensor) else v for k, v in batch.items()}
 
 # %% ../nbs/11_train.ipynb #8a849477
-class SelectorForward(torch.nn.Module):
-    "`forward(batch)` = the selector's teacher-forced log-probs, so `DistributedDataParallel` can wrap the selector"
-    def __init__(self, selector): super().__init__(); self.selector = selector
-    def forward(self, batch:dict, full:bool=False)->Tensor: # (B, G) sequence log-probs, or (B, G, S, K) step log-softmax
-        m = self.selector
-        if full: return selector_step_log_probs(m, batch)[0]  # v0 also needs the pool ids
-        return m.log_prob(batch)
-
 def _logp(policy, batch:dict, full:bool=False)->Tensor:
     "Log-probs from a selector, a `SelectorForward`, or a DDP-wrapped `SelectorForward`"
     return SelectorForward(policy)(batch, full) if hasattr(policy, 'log_prob') else policy(batch, full)
@@ -265,16 +258,6 @@ def _clean_stale(out:Path):
                 shutil.rmtree(p) if p.is_dir() else p.unlink()
 
 # %% ../nbs/11_train.ipynb #07890538
-class SingleProcess:
-    "Run context of a single process (see `lever_plus.dist.DistContext` for torchrun)"
-    rank, world_size, is_main = 0, 1, True
-    def shard(self, batch:dict)->dict: return batch
-    def wrap(self, module): return module
-    def mean(self, metrics:dict)->dict: return metrics
-    def all_ok(self, ok:bool)->bool: return ok
-    def barrier(self): pass
-
-# %% ../nbs/11_train.ipynb #4d668015
 def _step(fwd, policy, ref, b, stage, state, cfg, caches, cached, scorer_stats, n_batches, i, e_in, dev):
     "One RCE or GRPO step's loss → (loss, metrics, advantages or None)"
     if stage.kind == 'rce':
@@ -442,7 +425,7 @@ def _bar(total, initial, enabled):
     from tqdm.auto import tqdm
     return tqdm(total=total, initial=initial, disable=not enabled, desc='post-train', leave=False)
 
-# %% ../nbs/11_train.ipynb #11310044
+# %% ../nbs/11_train.ipynb #4563b801
 def auto_scorer(embeddings):
     "The simulated VLM of a world folder (or of the folder holding `embeddings`), else None"
     d = Path(embeddings)
@@ -479,7 +462,7 @@ def run_post_train(sft_ckpt, # SFT checkpoint folder (`model.safetensors` + `con
     if (ctx is None or ctx.is_main) and (not resume or not (out/'config.json').exists()): save_config(cfg, out/'config.json')
     return post_train(cfg, policy, d['train'], d['val'], out, scorer, resume, log, progress, ctx)
 
-# %% ../nbs/11_train.ipynb #3e02eeed
+# %% ../nbs/11_train.ipynb #5cef5c7a
 def read_metrics(path)->list:
     "The rows of a `metrics.jsonl`"
     return [json.loads(l) for l in Path(path).read_text().splitlines() if l.strip()]
@@ -515,7 +498,7 @@ def plot_curves(metrics_path, png_path=None):
     if png_path is not None: fig.savefig(png_path, dpi=80); plt.close(fig)
     return fig
 
-# %% ../nbs/11_train.ipynb #fa18bce3
+# %% ../nbs/11_train.ipynb #4ed38bc5
 class ToyScorer:
     "Scorer of `toy_problem`: info = relevance of the last shot + ½ · the one before (order matters), acc = info > ½ max"
     def __init__(self, pool, queries, W): self.pool, self.queries, self.W = pool, queries, W
@@ -551,7 +534,7 @@ def tiny_config(**run)->TrainConfig:
                        data=DataConfig(K=12, shot_num=2, batch_size=8),
                        curriculum=CurriculumConfig(rce_epochs=1, grpo_epochs=2), run=RunConfig(**run))
 
-# %% ../nbs/11_train.ipynb #7c224761
+# %% ../nbs/11_train.ipynb #b3f79c8f
 class _StopAfter(Exception): pass
 
 def _stop_after_epoch(n):
