@@ -255,11 +255,18 @@ def make_data(out_dir, # directory to write (created if needed)
     if main: save_world(world, out)
     t['world'] = time.perf_counter() - t0
     scorer = SimScorer(world)
-    cands = sample_candidates(world, torch.arange(world.n_query), K, sampler, seed=seed + 1)  # (N_q, K)
+    cands = sample_candidates(world, torch.arange(world.cfg.n_labeled), K, sampler, seed=seed + 1)  # (N_labeled, K)
     t['candidates'] = time.perf_counter() - t0 - t['world']
     summary = dict(out_dir=str(out), seed=seed, sampler=sampler, shot_num=shot_num, K=K, beam_width=beam_width,
                    n_pool=world.n_pool, n_query=world.n_query, splits={}, files=['embeddings.safetensors', 'meta.json', 'world.safetensors', 'world.json'])
     for split, ids in world.splits.items():
+        if split == 'unlabeled':  # no beam search: candidate pools only (own seed, so the labeled pools do not move)
+            if main:
+                from lever_plus.data import write_query_pools
+                pools = sample_candidates(world, torch.tensor(ids), K, sampler, seed=seed + 3)  # (N_unlabeled, K)
+                write_query_pools(out/'queries_unlabeled.json', dict(zip(ids, pools.tolist())), meta={'generator': 'lever_plus.beams.make_data', 'seed': seed})
+            summary['files'].append('queries_unlabeled.json'); summary['splits'][split] = dict(n_query=len(ids))
+            continue
         lo, hi = rank * len(ids) // n_ranks, (rank + 1) * len(ids) // n_ranks  # this rank's contiguous slice
         q = torch.tensor(ids[lo:hi], dtype=torch.long)
         recs, rl_recs, top1 = {}, {}, torch.zeros(0, 2)

@@ -77,6 +77,7 @@ class DataConfig:
     n_beams: int = 5  # beams per query G kept from the file
     batch_size: int = 32  # queries per batch
     val_frac: float = 0.1  # fraction of training queries held out for validation when no split is given
+    unlabeled: str = ''  # query-pool JSON of extra training queries without beams (online GRPO samples on them too)
     def __post_init__(self):
         _check(self.K > 0, f'data.K must be > 0, got {self.K}')
         _check(0 < self.shot_num <= self.K, f'data.shot_num must be in [1, K={self.K}], got {self.shot_num}')

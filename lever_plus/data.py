@@ -14,9 +14,10 @@ from torch.utils.data import Dataset, DataLoader
 from .core import *
 
 # %% auto #0
-__all__ = ['EMB_FORMAT', 'QueryRecord', 'BeamData', 'read_beam_data', 'write_beam_data', 'write_rl_data', 'EmbeddingStore',
-           'save_embeddings', 'load_embeddings', 'fill_candidate_pools', 'BeamDataset', 'collate_beams', 'make_loader',
-           'split_records', 'load_datasets']
+__all__ = ['EMB_FORMAT', 'QUERY_POOL_FORMAT', 'QueryRecord', 'BeamData', 'read_beam_data', 'write_beam_data', 'write_rl_data',
+           'EmbeddingStore', 'save_embeddings', 'load_embeddings', 'fill_candidate_pools', 'BeamDataset',
+           'collate_beams', 'make_loader', 'split_records', 'load_datasets', 'write_query_pools', 'read_query_pools',
+           'query_pool_dataset', 'join_datasets']
 
 # %% ../nbs/01_data.ipynb #94d62a5d
 @dataclass
@@ -413,3 +414,56 @@ def load_datasets(beam_data, # training beam / RL JSON
     tr, va = (recs, read(val_beam_data)) if val_beam_data is not None else split_records(recs, val_frac, seed)
     ds = lambda r: BeamDataset(r, store, K, S, n_beams)
     return dict(store=store, train=ds(tr), val=ds(va) if va else None, K=K, shot_num=S)
+
+# %% ../nbs/01_data.ipynb #b486d5fb
+QUERY_POOL_FORMAT = 'lever_plus.query_pools/1'
+
+def write_query_pools(path, pools:dict, # {query_id: [K pool ids]}
+                      meta:dict|None=None) -> Path:
+    "Write a query-pool file (queries with candidate pools, no beams), atomically"
+    d = {'_meta': {'format': QUERY_POOL_FORMAT, **(meta or {})}}
+    d.update({str(int(q)): {'candidate_pool_ids': [int(i) for i in ids]} for q, ids in pools.items()})
+    return atomic_write_text(path, json.dumps(d) + '\n')
+
+def read_query_pools(path, # query-pool JSON file
+                     pool_size:int|None=None, # number of pool items, to check id ranges; None = unchecked
+                    ) -> dict: # {query_id: [K pool ids]}
+    "Read and validate a query-pool file"
+    d, out, K0 = _load_json(path), {}, None
+    for key, r in d.items():
+        if key == '_meta': continue
+        if not re.fullmatch(r'\d+', key): raise _err(path, key, None, 'the key is not a query id (a non-negative integer string)', 'keys look like "17"')
+        ids = r.get('candidate_pool_ids') if isinstance(r, dict) else None
+        if not isinstance(ids, list) or not ids or not all(map(_is_int, ids)):
+            raise _err(path, key, 'candidate_pool_ids', f'must be a non-empty list of integer pool ids, got {ids!r}')
+        if len(set(ids)) != len(ids): raise _err(path, key, 'candidate_pool_ids', 'holds an id twice')
+        bad = [i for i in ids if i < 0 or (pool_size is not None and i >= pool_size)]
+        if bad: raise _err(path, key, 'candidate_pool_ids', f'id {bad[0]} is outside the pool [0, {pool_size})')
+        if K0 is None: K0 = (key, len(ids))
+        elif len(ids) != K0[1]: raise _err(path, key, 'candidate_pool_ids', f'has {len(ids)} ids but query "{K0[0]}" has {K0[1]}', 'all pools of a file have the same size K')
+        out[int(key)] = ids
+    if not out: raise BeamDataError(f'{path}: no query records (the JSON object is empty)')
+    return out
+
+def query_pool_dataset(pools:dict, # {query_id: [K pool ids]}, e.g. from `read_query_pools`
+                       store:EmbeddingStore, K:int, shot_num:int, n_beams:int, path:str='<query pools>') -> BeamDataset:
+    "A `BeamDataset` of queries without beams (for online GRPO): every item has 0 beams"
+    ds = BeamDataset.__new__(BeamDataset)
+    ds.path, ds.store, ds.K, ds.shot_num, ds.n_beams, ds.items = str(path), store, K, shot_num, n_beams, []
+    for q in sorted(pools):
+        if not 0 <= q < len(store.queries): raise _err(path, q, None, f'query id {q} has no embedding row ({store.path or "the store"} has {len(store.queries)} queries)')
+        if len(pools[q]) != K: raise _err(path, q, 'candidate_pool_ids', f'has {len(pools[q])} ids but K={K}', 'use the K of the beam data')
+        ds.items.append(dict(query_id=q, cand_ids=torch.tensor(pools[q]), beams=torch.zeros(0, shot_num, dtype=torch.long),
+                             scores=torch.zeros(0), vqa_acc=None))
+    return ds
+
+def join_datasets(a:BeamDataset, b:BeamDataset) -> BeamDataset:
+    "The items of `a` then `b` (same store, K, shot count); their query ids must not overlap"
+    if (a.store is not b.store) or (a.K, a.shot_num) != (b.K, b.shot_num):
+        raise ConfigError(f'{a.path} + {b.path}: datasets to join need the same embeddings, K and shot count, '
+                          f'got K {a.K} / {b.K}, shot_num {a.shot_num} / {b.shot_num}')
+    both = {it['query_id'] for it in a.items} & {it['query_id'] for it in b.items}
+    if both: raise ConfigError(f'{b.path}: query {min(both)} is also in {a.path} ({len(both)} shared); unlabeled queries must be new queries')
+    ds = BeamDataset.__new__(BeamDataset)
+    ds.path, ds.store, ds.K, ds.shot_num, ds.n_beams, ds.items = f'{a.path} + {b.path}', a.store, a.K, a.shot_num, max(a.n_beams, b.n_beams), a.items + b.items
+    return ds

@@ -25,6 +25,7 @@ class WorldConfig:
     n_train: int = 1000  # training queries
     n_val: int = 200  # validation queries
     n_test: int = 200  # held-out test queries
+    n_unlabeled: int = 0  # extra training queries without beam data (drawn last; for online GRPO)
     n_types: int = 16  # question types T
     n_answers: int = 6  # answers per question type (answer vocabulary V = T·n_answers)
     d_img: int = 64  # image embedding size
@@ -51,6 +52,7 @@ class WorldConfig:
     def __post_init__(self):
         for k in ('n_pool', 'n_train', 'n_val', 'n_test', 'n_types', 'd_concept', 'n_annotators'):
             if getattr(self, k) < 1: raise ConfigError(f'world.{k} must be >= 1, got {getattr(self, k)}')
+        if self.n_unlabeled < 0: raise ConfigError(f'world.n_unlabeled must be >= 0, got {self.n_unlabeled}')
         if self.n_answers < 2: raise ConfigError(f'world.n_answers must be >= 2, got {self.n_answers}')
         for k in ('d_img', 'd_txt'):
             if getattr(self, k) < self.d_concept:
@@ -62,7 +64,9 @@ class WorldConfig:
         for k in ('img_noise', 'txt_noise', 'prior_noise', 'vote', 'prime', 'rel_sharp'):
             if getattr(self, k) < 0: raise ConfigError(f'world.{k} must be >= 0, got {getattr(self, k)}')
     @property
-    def n_query(self): return self.n_train + self.n_val + self.n_test
+    def n_labeled(self): return self.n_train + self.n_val + self.n_test
+    @property
+    def n_query(self): return self.n_labeled + self.n_unlabeled
 
 # %% ../nbs/02_sim.ipynb #dd6ae658
 WORLD_FORMAT = 'lever_plus.sim_world/1'  # format tag of world.json
@@ -93,10 +97,12 @@ class SimWorld:
 
     @property
     def splits(self) -> dict:
-        "Query ids of each split: train, then val, then test"
+        "Query ids of each split: train, then val, then test (then 'unlabeled', if the world has such queries)"
         c = self.cfg
-        return {'train': list(range(c.n_train)), 'val': list(range(c.n_train, c.n_train + c.n_val)),
-                'test': list(range(c.n_train + c.n_val, c.n_query))}
+        s = {'train': list(range(c.n_train)), 'val': list(range(c.n_train, c.n_train + c.n_val)),
+             'test': list(range(c.n_train + c.n_val, c.n_labeled))}
+        if c.n_unlabeled: s['unlabeled'] = list(range(c.n_labeled, c.n_query))
+        return s
 
     def __repr__(self): return f'SimWorld(seed={self.seed}, n_pool={self.n_pool}, n_query={self.n_query}, V={self.cfg.n_types*self.cfg.n_answers})'
 
@@ -137,14 +143,19 @@ def make_world(seed:int=0, # everything is drawn from this seed
              R_txt=torch.linalg.qr(torch.randn(cfg.d_txt, dc, generator=g))[0],
              e_type=_unit(torch.randn(T, cfg.d_txt, generator=g)), e_ans=_unit(torch.randn(T * A, cfg.d_txt, generator=g)))
     pool = _draw_items(g, cfg, k, cfg.n_pool, with_answer=True)
-    q = _draw_items(g, cfg, k, cfg.n_query, with_answer=False)
-    in_type = torch.arange(T * A)[None] // A == q['type'][:, None]              # (N_q, V)
-    prior = cfg.prior_scale * q['concept'] @ k['proto'].T + cfg.prior_noise * torch.randn(cfg.n_query, T * A, generator=g)
-    prior = torch.where(in_type, prior, torch.full_like(prior, cfg.out_type_logit))
+    def queries(n):
+        q = _draw_items(g, cfg, k, n, with_answer=False)
+        in_type = torch.arange(T * A)[None] // A == q['type'][:, None]          # (n, V)
+        prior = cfg.prior_scale * q['concept'] @ k['proto'].T + cfg.prior_noise * torch.randn(n, T * A, generator=g)
+        q['prior'] = torch.where(in_type, prior, torch.full_like(prior, cfg.out_type_logit))
+        q['annotators'] = _draw_annotators(g, cfg, q)
+        return q
+    q = queries(cfg.n_labeled)
+    if cfg.n_unlabeled: q = {n: torch.cat([v, u]) for (n, v), u in zip(q.items(), queries(cfg.n_unlabeled).values())}  # drawn last
     tensors = dict(pool_img=pool['img'], pool_txt=pool['txt'], query_img=q['img'], query_txt=q['txt'],
                    pool_type=pool['type'], pool_answer=pool['answer'], pool_concept=pool['concept'],
                    query_type=q['type'], query_answer=q['answer'], query_concept=q['concept'],
-                   query_prior=prior, query_annotators=_draw_annotators(g, cfg, q))
+                   query_prior=q['prior'], query_annotators=q['annotators'])
     return SimWorld(cfg, {n: v.contiguous() for n, v in tensors.items()}, seed)
 
 # %% ../nbs/02_sim.ipynb #9daafbff

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 from fastcore.basics import patch
 from .core import *
-from .data import BeamDataset, make_loader, load_datasets
+from .data import BeamDataset, make_loader, load_datasets, read_query_pools, query_pool_dataset, join_datasets
 from .model import PointerSelector
 from .lora import load_selector, selector_step_log_probs
 from .sft import SelectorForward, SingleProcess  # the run context and the DDP forward module (05_sft)
@@ -40,9 +40,12 @@ def logp_cache(model:PointerSelector, ds:BeamDataset, batch_size:int=256, device
     model.train(was)
     return out
 
-def lookup(cache:dict, query_ids:Tensor, device='cpu')->Tensor:
-    "Stack the cached rows of `query_ids` → (B, G)"
-    return torch.stack([cache[q] for q in query_ids.tolist()]).to(device)
+def lookup(cache:dict, query_ids:Tensor, device='cpu', G:int|None=None)->Tensor:
+    "Stack the cached rows of `query_ids` → (B, G); with `G`, a query not in the cache (one without beams) gets zeros"
+    rows = [cache.get(q) for q in query_ids.tolist()]
+    if G is not None: rows = [torch.zeros(G) if r is None else r for r in rows]
+    elif any(r is None for r in rows): raise KeyError(f'query {query_ids.tolist()[rows.index(None)]} has no cached log-probs')
+    return torch.stack(rows).to(device)
 
 def to_device(batch:dict, device)->dict:
     "Move every tensor of a batch to `device`"
@@ -267,7 +270,8 @@ def _step(fwd, policy, ref, b, stage, state, cfg, caches, cached, scorer_stats, 
         return loss, m, None
     policy.eval()  # dropout off: the same mode as π_old / π_ref (see above)
     ctl, G = state['control'], cfg.grpo.online_samples
-    old, ref_lp = lookup(caches['old'], b['query_ids'], dev), lookup(caches['ref'], b['query_ids'], dev)
+    Gb = b['beams'].shape[1]  # queries without beams (unlabeled) get masked zero rows
+    old, ref_lp = lookup(caches['old'], b['query_ids'], dev, Gb), lookup(caches['ref'], b['query_ids'], dev, Gb)
     top_k = stage.top_k
     if G and state['step'] % cfg.grpo.online_every == 0:  # online group from the current policy
         gen = torch.Generator(device=dev).manual_seed(cfg.run.seed * 1_000_003 + state['step'] * 1009 + caches['rank'])  # resume-exact
@@ -289,6 +293,7 @@ def post_train(cfg:TrainConfig, # the whole run config (curriculum, rce, grpo, c
                log=None, # optional callable receiving every metrics dict
                progress:bool=True, # show a progress bar
                ctx=None, # run context (default `SingleProcess()`; `lever_plus.dist.DistContext` under torchrun)
+               unlabeled_ds:BeamDataset|None=None, # queries without beams (`query_pool_dataset`): online GRPO also samples on them
               )->dict: # {'history': epoch metrics, 'best_epoch', 'output_dir', 'skipped_steps'}
     "Post-train `policy`: RCE warm-up then GRPO against the frozen SFT reference, per `cfg.curriculum`"
     ctx = ctx or SingleProcess()
@@ -300,8 +305,14 @@ def post_train(cfg:TrainConfig, # the whole run config (curriculum, rce, grpo, c
     set_seed(cfg.run.seed)
     stages = make_stages(cfg.curriculum)
     n_epochs = sum(s.epochs for s in stages)
-    n_batches = math.ceil(len(train_ds) / cfg.data.batch_size)
-    n_total = max(n_epochs * n_batches, 1)
+    grpo_ds = train_ds
+    if unlabeled_ds is not None:
+        if cfg.grpo.online_samples < 2 or cfg.grpo.online_every != 1:
+            raise ConfigError(f'{unlabeled_ds.path}: queries without beams are only used by online GRPO; set grpo.online_samples >= 2 '
+                              f'and grpo.online_every = 1 (got {cfg.grpo.online_samples}, {cfg.grpo.online_every}), or drop data.unlabeled')
+        grpo_ds = join_datasets(train_ds, unlabeled_ds)  # GRPO epochs: labeled + unlabeled queries; RCE: labeled only
+    n_batches = math.ceil(len(train_ds) / cfg.data.batch_size)  # RCE steps per epoch
+    n_total = max(sum(s.epochs * math.ceil(len(grpo_ds if s.kind == 'grpo' else train_ds) / cfg.data.batch_size) for s in stages), 1)
     if cfg.grpo.online_samples and scorer is None:
         raise ConfigError('grpo.online_samples > 0 needs a scorer to score the sampled sequences (the simulated VLM of the '
                           'data folder, or a real VLM scorer); pass scorer=... or set grpo.online_samples = 0')
@@ -351,7 +362,7 @@ def post_train(cfg:TrainConfig, # the whole run config (curriculum, rce, grpo, c
                 if caches['ref'] is None: caches['ref'] = logp_cache(ref, train_ds, device=dev)
                 caches['old'] = logp_cache(policy, train_ds, device=dev) if cfg.grpo.refresh_old else caches['ref']
             rows, advs = [], []
-            loader = make_loader(train_ds, cfg.data.batch_size, shuffle=True, seed=cfg.run.seed * 1000 + epoch)
+            loader = make_loader(grpo_ds if stage.kind == 'grpo' else train_ds, cfg.data.batch_size, shuffle=True, seed=cfg.run.seed * 1000 + epoch)
             for i, b in enumerate(loader):
                 b = ctx.shard(to_device(b, dev))
                 loss, m, adv = _step(fwd, policy, ref, b, stage, state, cfg, caches, cached, stats, n_batches, i, e_in, dev)
@@ -456,11 +467,15 @@ def run_post_train(sft_ckpt, # SFT checkpoint folder (`model.safetensors` + `con
                               data=dataclasses.replace(cfg.data, beam_data=str(beam_data), embeddings=str(embeddings), K=d['K'], shot_num=d['shot_num']),
                               run=dataclasses.replace(cfg.run, output_dir=str(output_dir)))
     if scorer == 'auto': scorer = auto_scorer(embeddings)
+    unl = None
+    if cfg.data.unlabeled:  # queries without beams, for online GRPO
+        pools = read_query_pools(cfg.data.unlabeled, pool_size=len(d['store'].pool))
+        unl = query_pool_dataset(pools, d['store'], d['K'], d['shot_num'], cfg.data.n_beams, cfg.data.unlabeled)
     out = Path(output_dir)
     if out.exists() and not out.is_dir(): raise ConfigError(f'{out}: output_dir exists and is not a folder')
     get_device(cfg.run.device)  # a bad device is refused before anything is written
     if (ctx is None or ctx.is_main) and (not resume or not (out/'config.json').exists()): save_config(cfg, out/'config.json')
-    return post_train(cfg, policy, d['train'], d['val'], out, scorer, resume, log, progress, ctx)
+    return post_train(cfg, policy, d['train'], d['val'], out, scorer, resume, log, progress, ctx, unl)
 
 # %% ../nbs/11_train.ipynb #5cef5c7a
 def read_metrics(path)->list:
@@ -534,7 +549,7 @@ def tiny_config(**run)->TrainConfig:
                        data=DataConfig(K=12, shot_num=2, batch_size=8),
                        curriculum=CurriculumConfig(rce_epochs=1, grpo_epochs=2), run=RunConfig(**run))
 
-# %% ../nbs/11_train.ipynb #b3f79c8f
+# %% ../nbs/11_train.ipynb #027b91ce
 class _StopAfter(Exception): pass
 
 def _stop_after_epoch(n):

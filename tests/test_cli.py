@@ -51,3 +51,21 @@ def test_demo_quick(tmp_path):
     assert [x['method'] for x in rows][-1] == 'beam oracle' and rows[-1]['frac_oracle'] == 1.0
     assert all(x['info_ci'][0] <= x['info'] <= x['info_ci'][1] for x in rows)
     assert {'report.md', 'eval.png', 'eval.json'} <= {p.name for p in (tmp_path/'demo').iterdir()}
+
+
+def test_unlabeled_queries_cli(world, sft_ckpt, tmp_path):
+    "make_data --n_unlabeled writes a query-pool file (labeled files unchanged); grpo --unlabeled samples on those queries too"
+    w = tmp_path/'world_u'
+    r = run_script('lever_plus_make_data', ['--out', w, '--seed', 0, '--n_unlabeled', 20, '--no_progress', *[x for k, v in TINY_WORLD.items() for x in (f'--{k}', v)]])
+    assert r.returncode == 0, r.stderr
+    for f in ('beams_train.json', 'beams_val.json', 'beams_test.json'): assert (w/f).read_bytes() == (world/f).read_bytes(), f
+    pools = json.loads((w/'queries_unlabeled.json').read_text())
+    assert sorted(int(k) for k in pools if k != '_meta') == list(range(80, 100))
+    args = grpo_args(w, sft_ckpt, tmp_path/'u', '--rce_epochs', 0, '--grpo_epochs', 1, '--online_samples', 4, '--unlabeled', w/'queries_unlabeled.json')
+    r = run_script('lever_plus_grpo', args)
+    assert r.returncode == 0, r.stderr
+    steps = [x for x in read_metrics(tmp_path/'u'/'metrics.jsonl') if x['kind'] == 'step']
+    assert len(steps) == 5 and steps[-1]['scorer_calls'] > 0  # (48 labeled + 20 unlabeled) / 16 → 5 steps
+    r = run_script('lever_plus_grpo', grpo_args(w, sft_ckpt, tmp_path/'bad', '--unlabeled', w/'queries_unlabeled.json'))
+    assert r.returncode != 0 and 'queries without beams are only used by online GRPO' in r.stderr
+    assert not (tmp_path/'bad'/'best').exists()

@@ -50,10 +50,15 @@ VARIANTS = {
     'no_std': dict(grpo=dict(adv_mode='no_std')),                 # ablation: advantages not divided by the std
     'online': dict(grpo=dict(online_samples=8)),                  # issue 10: online GRPO, 8 samples per query
     'hybrid': dict(grpo=dict(online_samples=8, hybrid=True)),     # issue 10: 8 samples + the 5 offline beams
+    # issue 10: online GRPO straight from SFT on the 1,000 labeled + N_UNLABELED queries without beams; β small and fixed,
+    # best/ by validation info alone (its KL to SFT grows large: the SFT model memorised its training queries)
+    'online_unl': dict(grpo=dict(online_samples=8, lr_ratio=0.3, beta=0.01), control=dict(mode='fixed'), run=dict(kl_ceiling=1e9),
+                       curriculum=dict(rce_epochs=0, grpo_epochs=6), data=dict(unlabeled='<data>/queries_unlabeled.json')),
 }
 MAIN = ('v3', 'v3_rce')                                   # trained first (the main table)
 ABLATIONS = ('no_rce', 'no_curriculum', 'fixed_beta', 'refresh_old', 'no_std')
-ONLINE = ('online', 'hybrid')
+ONLINE = ('online', 'hybrid', 'online_unl')
+N_UNLABELED, N_UNLABELED_QUICK = 2000, 64  # queries without beams added to each seed's world (drawn last: labeled files unchanged)
 SWEEP_SHOTS = (1, 3, 4)                                   # besides 2, at the first seed only (SFT v2 vs v3)
 
 def say(*a): print(time.strftime('%H:%M:%S'), *a, flush=True)
@@ -94,6 +99,18 @@ def ensure_data(work, seed, shot, quick):
     _finish(d, dict(seconds=time.perf_counter() - t, summary=s))
     return d
 
+def ensure_unlabeled(work, seed, quick):
+    "Add the unlabeled queries to the seed's shot-2 world in place; the beam files must come out byte-identical"
+    from lever_plus.beams import make_data
+    d = data_dir(work, seed, 2)
+    if (d/'queries_unlabeled.json').is_file(): return d
+    say(f'seed {seed}: + unlabeled queries → {d}')
+    before = {f: (d/f).read_bytes() for f in ('beams_train.json', 'beams_val.json', 'beams_test.json')}
+    make_data(d, seed=seed, shot_num=2, progress=False, n_unlabeled=N_UNLABELED_QUICK if quick else N_UNLABELED, **(QUICK_WORLD if quick else {}))
+    for f, b in before.items():
+        if (d/f).read_bytes() != b: raise RuntimeError(f'{d/f}: changed when unlabeled queries were added')
+    return d
+
 def ensure_sft(work, seed, version, shot, quick):
     from lever_plus.sft import run_sft
     from lever_plus.sim import SimScorer
@@ -116,7 +133,8 @@ def ensure_post(work, seed, name, shot, quick):
     say(f'seed {seed} shot {shot}: post-train {name} → {out}')
     if out.exists(): shutil.rmtree(out)  # an unfinished earlier attempt: start over (simpler than resuming)
     t = time.perf_counter()
-    res = run_post_train(sft, data/'beams_train.json', data, out, make_config(seed, quick, VARIANTS[name]),
+    over = json.loads(json.dumps(VARIANTS[name]).replace('<data>', str(data)))
+    res = run_post_train(sft, data/'beams_train.json', data, out, make_config(seed, quick, over),
                          data/'beams_val.json', SimScorer.from_dir(data), progress=False)
     _finish(out, dict(seconds=time.perf_counter() - t, best_epoch=res['best_epoch'], skipped_steps=res['skipped_steps']))
     return out
@@ -129,6 +147,7 @@ def stage_train(a):
         for v in MAIN: ensure_post(work, seed, v, 2, a.quick)
         ensure_sft(work, seed, 'v1', 2, a.quick)
     for seed in a.seeds if 'variants' in a.parts else ():  # 2) ablations, 3) online / hybrid
+        ensure_unlabeled(work, seed, a.quick)
         for v in ABLATIONS + ONLINE: ensure_post(work, seed, v, 2, a.quick)
     for shot in a.shots if 'sweep' in a.parts else ():  # 4) the shot sweep at the first seed
         ensure_data(work, a.seeds[0], shot, a.quick)
@@ -141,7 +160,7 @@ def stage_train(a):
 METHOD_RUNS = {'SFT v1': 'sft_v1', 'SFT v2': 'sft_v2', 'v3 (RCE only)': 'v3_rce', 'v3 (RCE+GRPO)': 'v3'}
 VARIANT_LABELS = {'no_rce': 'no RCE warm-up', 'no_curriculum': 'no curriculum', 'fixed_beta': 'fixed β',
                   'refresh_old': 'π_old refreshed', 'no_std': 'no-std advantage', 'online': 'online GRPO (8 samples)',
-                  'hybrid': 'hybrid GRPO (8 samples + 5 beams)'}
+                  'hybrid': 'hybrid GRPO (8 samples + 5 beams)', 'online_unl': 'online GRPO + 2,000 unlabeled queries'}
 
 def _best(d:Path)->Path|None: return d/'best' if (d/'best'/'model.safetensors').is_file() else None
 
