@@ -13,9 +13,9 @@ from .core import *
 _docs = functools.cache(docments)  # docments re-parses the source each call: once per class is enough
 
 # %% auto #0
-__all__ = ['DEMO_SFT_EPOCHS', 'DEMO_GRPO_EPOCHS', 'add_config_flags', 'config_from_args', 'make_data_main', 'sft_main',
-           'grpo_main', 'prepare_vqa_main', 'eval_main', 'run_demo', 'demo_main', 'make_data', 'sft', 'grpo', 'demo',
-           'evaluate', 'prepare_vqa']
+__all__ = ['DEMO_SFT_EPOCHS', 'DEMO_GRPO_EPOCHS', 'DEMO_ONLINE_EPOCHS', 'DEMO_UNLABELED', 'add_config_flags', 'config_from_args',
+           'make_data_main', 'sft_main', 'grpo_main', 'prepare_vqa_main', 'eval_main', 'run_demo', 'demo_main',
+           'make_data', 'sft', 'grpo', 'demo', 'evaluate', 'prepare_vqa']
 
 # %% ../nbs/13_cli.ipynb #88884791
 def _sections(cls=TrainConfig):
@@ -223,8 +223,10 @@ def run_demo(out, # output folder
              seed:int=0, # seed of everything
              quick:bool=False, # a tiny world and few epochs (seconds; for tests)
              sft_epochs:int|None=None, rce_epochs:int|None=None, grpo_epochs:int|None=None,
-             progress:bool=True)->dict:
-    "world → beams → SFT v2 → RCE + GRPO (v3) → evaluation; returns the result rows"
+             progress:bool=True,
+             offline:bool=False, # v3 = RCE + offline GRPO on the beams (the seed's recipe) instead of online GRPO + unlabeled queries
+            )->dict:
+    "world → beams → SFT v2 → RL post-training (v3) → evaluation; returns the result rows"
     from lever_plus.beams import make_data
     from lever_plus.sft import run_sft
     from lever_plus.train import run_post_train
@@ -236,26 +238,35 @@ def run_demo(out, # output folder
     if out.exists() and not out.is_dir(): raise ConfigError(f'--out {out}: exists and is not a folder')
     t0, times = time.perf_counter(), {}
     world = dict(n_pool=400, n_train=64, n_val=16, n_test=32, K=16) if quick else {}
+    if not offline: world['n_unlabeled'] = 64 if quick else DEMO_UNLABELED
     say = print if progress else (lambda *a, **k: None)
     say(f'[1/4] simulated world + beam search → {out}/data')
     make_data(out/'data', seed=seed, progress=progress, **world)
     times['data'] = time.perf_counter() - t0
     data = out/'data'
     scorer = SimScorer.from_dir(data)
-    cfg = TrainConfig(run=RunConfig(seed=seed), sft=SFTConfig(epochs=sft_epochs or (2 if quick else DEMO_SFT_EPOCHS)),
-                      grpo=GRPOConfig(reference='warmup'),  # the best variant on validation queries (see 11_train)
-                      curriculum=CurriculumConfig(rce_epochs=rce_epochs if rce_epochs is not None else 1,
-                                                  grpo_epochs=grpo_epochs if grpo_epochs is not None else (1 if quick else DEMO_GRPO_EPOCHS)))
+    sft_cfg = TrainConfig(run=RunConfig(seed=seed), sft=SFTConfig(epochs=sft_epochs or (2 if quick else DEMO_SFT_EPOCHS)))
+    if offline:  # the seed's recipe: RCE warm-up, then offline GRPO on the beams (π_ref = the warmed-up policy)
+        cfg = dataclasses.replace(sft_cfg, grpo=GRPOConfig(reference='warmup'),
+                                  curriculum=CurriculumConfig(rce_epochs=rce_epochs if rce_epochs is not None else 1,
+                                                              grpo_epochs=grpo_epochs if grpo_epochs is not None else (1 if quick else DEMO_GRPO_EPOCHS)))
+    else:  # the best variant on validation queries: online GRPO on labeled + unlabeled queries, β small and fixed
+        cfg = dataclasses.replace(sft_cfg, grpo=GRPOConfig(online_samples=8, lr_ratio=0.3, beta=0.01), control=ControlConfig(mode='fixed'),
+                                  data=DataConfig(unlabeled=str(data/'queries_unlabeled.json')),
+                                  run=RunConfig(seed=seed, kl_ceiling=1e9),  # kept by validation info alone: KL to SFT grows large
+                                  curriculum=CurriculumConfig(rce_epochs=rce_epochs if rce_epochs is not None else 0,
+                                                              grpo_epochs=grpo_epochs if grpo_epochs is not None else (1 if quick else DEMO_ONLINE_EPOCHS)))
     say('[2/4] SFT v2')
-    sft = run_sft(data/'beams_train.json', data, out/'sft_v2', 'v2', cfg, data/'beams_val.json', scorer)
+    sft = run_sft(data/'beams_train.json', data, out/'sft_v2', 'v2', sft_cfg, data/'beams_val.json', scorer)
     times['sft'] = time.perf_counter() - t0 - times['data']
-    say('[3/4] RL post-training: RCE warm-up + GRPO (v3)')
+    v3_name = 'v3 (RCE+GRPO)' if offline else 'v3 (online GRPO + unlabeled)'
+    say(f'[3/4] RL post-training: {v3_name}')
     v3 = run_post_train(out/'sft_v2'/'best', data/'beams_train.json', data, out/'v3', cfg, data/'beams_val.json', scorer, progress=progress)
     times['post_train'] = time.perf_counter() - t0 - times['data'] - times['sft']
     say('[4/4] evaluation on the held-out test queries')
     test = load_datasets(data/'beams_test.json', data, val_frac=0)['train']
     methods = {'random': 'random', 'text_sim': 'text_sim', 'img_sim': 'img_sim', 'mix_sim': 'mix_sim',
-               'SFT v2': PointerSelector.from_pretrained(out/'sft_v2'/'best'), 'v3 (RCE+GRPO)': PointerSelector.from_pretrained(out/'v3'/'best'),
+               'SFT v2': PointerSelector.from_pretrained(out/'sft_v2'/'best'), v3_name: PointerSelector.from_pretrained(out/'v3'/'best'),
                'beam oracle': 'oracle'}
     rows = evaluate_methods(methods, test, scorer, seed)
     times['eval'] = time.perf_counter() - t0 - sum(times.values())
@@ -270,7 +281,8 @@ def run_demo(out, # output folder
     print(table); print(f'\nreport: {out/"report.md"}  (total {total:.0f} s)')
     return dict(rows=rows, times=times, total=total, sft=sft, v3=v3)
 
-DEMO_SFT_EPOCHS, DEMO_GRPO_EPOCHS = 10, 3  # default-size demo budget: < 3 min on 2 cores
+DEMO_SFT_EPOCHS, DEMO_GRPO_EPOCHS = 10, 3  # SFT epochs; offline GRPO epochs of `--offline` (after 1 RCE epoch)
+DEMO_ONLINE_EPOCHS, DEMO_UNLABELED = 3, 2000  # the default v3: online GRPO epochs over labeled + unlabeled queries
 
 def demo_main(argv=None):
     "lever_plus_demo: the whole pipeline on the embedded simulated world, with a results table"
@@ -280,9 +292,10 @@ def demo_main(argv=None):
     p.add_argument('--quick', action='store_true', help='tiny world and few epochs (seconds)')
     p.add_argument('--sft_epochs', type=int, default=None); p.add_argument('--rce_epochs', type=int, default=None)
     p.add_argument('--grpo_epochs', type=int, default=None)
+    p.add_argument('--offline', action='store_true', help="v3 = the seed's RCE + offline GRPO on the beams (default: online GRPO + unlabeled queries)")
     p.add_argument('--no_progress', action='store_true')
     a = p.parse_args(argv)
-    return run_demo(a.out, a.seed, a.quick, a.sft_epochs, a.rce_epochs, a.grpo_epochs, not a.no_progress)
+    return run_demo(a.out, a.seed, a.quick, a.sft_epochs, a.rce_epochs, a.grpo_epochs, not a.no_progress, a.offline)
 
 # %% ../nbs/13_cli.ipynb #0769c3a1
 def make_data(): _run_main(make_data_main)

@@ -129,18 +129,18 @@ def _cli(name):
 
 
 def test_clis_on_cuda(tmp_path):
-    "make_data → SFT → post-training (online) → eval through the console scripts, with --device cuda"
+    "make_data → SFT → post-training (online, + unlabeled queries) → eval through the console scripts, with --device cuda"
     env = {**os.environ, 'MPLBACKEND': 'Agg'}
     run = lambda name, *a: subprocess.run([_cli(name), *map(str, a)], capture_output=True, text=True, timeout=600, env=env)
     w = tmp_path/'world'
-    r = run('lever_plus_make_data', '--out', w, '--n_pool', 400, '--n_train', 48, '--n_val', 16, '--n_test', 16, '--K', 16)
+    r = run('lever_plus_make_data', '--out', w, '--n_pool', 400, '--n_train', 48, '--n_val', 16, '--n_test', 16, '--K', 16, '--n_unlabeled', 32)
     assert r.returncode == 0, r.stderr[-3000:]
     r = run('lever_plus_sft', '--beam_data', w/'beams_train.json', '--val_beam_data', w/'beams_val.json', '--embeddings', w,
             '--output_dir', tmp_path/'sft', '--epochs', 1, '--batch_size', 16, '--device', 'cuda', '--no_progress')
     assert r.returncode == 0, r.stderr[-3000:]
     r = run('lever_plus_grpo', '--sft_ckpt', tmp_path/'sft'/'best', '--beam_data', w/'beams_train.json', '--val_beam_data',
             w/'beams_val.json', '--embeddings', w, '--output_dir', tmp_path/'grpo', '--batch_size', 16, '--device', 'cuda',
-            '--online_samples', 4, '--no_progress')
+            '--online_samples', 4, '--unlabeled', w/'queries_unlabeled.json', '--no_progress')
     assert r.returncode == 0, r.stderr[-3000:]
     assert (tmp_path/'grpo'/'best'/'model.safetensors').is_file()
     r = run('lever_plus_eval', '--ckpt', tmp_path/'grpo', '--beam_data', w/'beams_test.json', '--embeddings', w, '--device', 'cuda',
