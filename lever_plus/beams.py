@@ -239,6 +239,7 @@ def make_data(out_dir, # directory to write (created if needed)
               beam_width:int=5, # beams kept per query
               progress:bool=True, # show progress bars
               rl:bool=False, # also write `beams_{split}_rl.json`: RL-format groups with contrast (`rl_records`)
+              rl_policy=None, # with `rl`: a selector whose samples fill the groups (default: a softmax over mix similarity)
               ctx=None, # run context under torchrun (`lever_plus.dist.init_distributed('cpu')`): rank, world_size, is_main, gather, barrier
               **kwargs) -> dict: # `WorldConfig` fields (n_pool, n_train, n_val, n_test, ...)
     "Write a simulated world and its beam data (upstream format) to `out_dir`"
@@ -248,6 +249,10 @@ def make_data(out_dir, # directory to write (created if needed)
     if not 1 <= shot_num <= K: raise ConfigError(f'shot_num ({shot_num}) must be in [1, K={K}]: a sequence cannot use more shots than there are candidates')
     if beam_width < 1: raise ConfigError(f'beam_width must be >= 1, got {beam_width}')
     out, t = Path(out_dir), {}
+    d_in = cfg.d_img + cfg.d_txt
+    if rl_policy is not None and rl_policy.cfg.d_in != d_in:
+        raise ConfigError(f'rl_policy: the selector reads d_in={rl_policy.cfg.d_in} features but this world has d_img + d_txt = {d_in}; '
+                          'use a selector trained on a world of the same sizes')
     rank, n_ranks, main = (ctx.rank, ctx.world_size, ctx.is_main) if ctx is not None else (0, 1, True)
     gather = ctx.gather if ctx is not None else (lambda x: [x])
     t0 = time.perf_counter()
@@ -275,7 +280,8 @@ def make_data(out_dir, # directory to write (created if needed)
             G = beams.shape[1]
             acc = scorer.vqa_acc(q.repeat_interleave(G), beams.view(-1, shot_num)).view(-1, G)   # (n, G)
             recs, top1 = beams_to_records(q, beams, scores, cands[q], acc), torch.stack([scores[:, 0], acc[:, 0]], 1)  # (n, 2)
-            if rl: rl_recs = rl_records(scorer, world, q, cands[q], beams, seed=seed + 2)
+            feats = (torch.cat([world.query_img, world.query_txt], -1), torch.cat([world.pool_img, world.pool_txt], -1)) if rl_policy is not None else None
+            if rl: rl_recs = rl_records(scorer, world, q, cands[q], beams, seed=seed + 2, policy=rl_policy, embeddings=feats)
         parts = gather((recs, rl_recs, top1))  # every rank's slice, in rank order = query order
         recs, top1 = {k: v for p in parts for k, v in p[0].items()}, torch.cat([p[2] for p in parts])  # (N_split, 2)
         if main: write_beams(out/f'beams_{split}.json', recs)

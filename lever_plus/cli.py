@@ -83,6 +83,7 @@ def make_data_main(argv=None):
     p.add_argument('--K', type=int, default=64, help='candidates per query')
     p.add_argument('--beam_width', type=int, default=5, help='beams kept per query')
     p.add_argument('--rl', action='store_true', help='also write beams_{split}_rl.json: RL-format groups (beams + retrievals + samples + random, scored)')
+    p.add_argument('--rl_policy', default=None, help='with --rl: selector checkpoint (or run folder) whose samples fill the groups (default: a softmax over similarity)')
     p.add_argument('--no_progress', action='store_true', help='no progress bars')
     docs, hints = _docs(WorldConfig), typing.get_type_hints(WorldConfig)
     g = p.add_argument_group('world (WorldConfig)')
@@ -109,7 +110,12 @@ def make_data_main(argv=None):
     if scorer != 'sim': raise ConfigError(f"--scorer must be 'sim' or 'hf', got {scorer!r}")
     from lever_plus.dist import init_distributed
     ctx = init_distributed('cpu')  # under torchrun: one rank (gloo; the simulated VLM runs on the CPU); else None
-    summary = make_data(out, progress=not a.pop('no_progress'), ctx=ctx, **a)
+    pol = a.pop('rl_policy')
+    if pol is not None:
+        if not a['rl']: raise ConfigError('--rl_policy needs --rl (it only fills the RL-format groups)')
+        from lever_plus.lora import load_selector
+        pol = load_selector(pol)
+    summary = make_data(out, progress=not a.pop('no_progress'), ctx=ctx, rl_policy=pol, **a)
     if ctx is None or ctx.is_main: print(json.dumps(summary, indent=1))
     return summary
 

@@ -283,6 +283,13 @@ def _step(fwd, policy, ref, b, stage, state, cfg, caches, cached, scorer_stats, 
     m.update(temperature=ctl['temperature'], scorer_calls=cached.n_scored if cached else 0)
     return loss, m, m.pop('_adv')
 
+def _with_unlabeled(cfg:TrainConfig, train_ds:BeamDataset, unlabeled_ds:BeamDataset)->BeamDataset:
+    "The GRPO epochs' dataset: labeled + unlabeled queries (checked: online GRPO only, no query in both)"
+    if cfg.grpo.online_samples < 2 or cfg.grpo.online_every != 1:
+        raise ConfigError(f'{unlabeled_ds.path}: queries without beams are only used by online GRPO; set grpo.online_samples >= 2 '
+                          f'and grpo.online_every = 1 (got {cfg.grpo.online_samples}, {cfg.grpo.online_every}), or drop data.unlabeled')
+    return join_datasets(train_ds, unlabeled_ds)
+
 def post_train(cfg:TrainConfig, # the whole run config (curriculum, rce, grpo, control, reward, run)
                policy:PointerSelector, # the SFT model; it is trained in place and also frozen as π_ref
                train_ds:BeamDataset, # training queries with their beams
@@ -305,12 +312,7 @@ def post_train(cfg:TrainConfig, # the whole run config (curriculum, rce, grpo, c
     set_seed(cfg.run.seed)
     stages = make_stages(cfg.curriculum)
     n_epochs = sum(s.epochs for s in stages)
-    grpo_ds = train_ds
-    if unlabeled_ds is not None:
-        if cfg.grpo.online_samples < 2 or cfg.grpo.online_every != 1:
-            raise ConfigError(f'{unlabeled_ds.path}: queries without beams are only used by online GRPO; set grpo.online_samples >= 2 '
-                              f'and grpo.online_every = 1 (got {cfg.grpo.online_samples}, {cfg.grpo.online_every}), or drop data.unlabeled')
-        grpo_ds = join_datasets(train_ds, unlabeled_ds)  # GRPO epochs: labeled + unlabeled queries; RCE: labeled only
+    grpo_ds = train_ds if unlabeled_ds is None else _with_unlabeled(cfg, train_ds, unlabeled_ds)  # GRPO epochs: labeled + unlabeled
     n_batches = math.ceil(len(train_ds) / cfg.data.batch_size)  # RCE steps per epoch
     n_total = max(sum(s.epochs * math.ceil(len(grpo_ds if s.kind == 'grpo' else train_ds) / cfg.data.batch_size) for s in stages), 1)
     if cfg.grpo.online_samples and scorer is None:
@@ -471,6 +473,7 @@ def run_post_train(sft_ckpt, # SFT checkpoint folder (`model.safetensors` + `con
     if cfg.data.unlabeled:  # queries without beams, for online GRPO
         pools = read_query_pools(cfg.data.unlabeled, pool_size=len(d['store'].pool))
         unl = query_pool_dataset(pools, d['store'], d['K'], d['shot_num'], cfg.data.n_beams, cfg.data.unlabeled)
+        _with_unlabeled(cfg, d['train'], unl)  # refused before anything is written
     out = Path(output_dir)
     if out.exists() and not out.is_dir(): raise ConfigError(f'{out}: output_dir exists and is not a folder')
     get_device(cfg.run.device)  # a bad device is refused before anything is written

@@ -256,7 +256,22 @@ GRPO_CASES = [
     # output folder
     ('output_dir_is_a_file', _out_is_file, ConfigError, lambda c: [f'{c.out}: output_dir exists and is not a folder']),
     ('output_dir_under_a_file', _out_under_file, OutputError, lambda c: [f"{c.tmp/'afile'} is a file, not a folder"]),
+    # queries without beams (data.unlabeled): a query-pool file
+    ('unlabeled_without_online', lambda c: c.grpo(extra=['--unlabeled', _pools(c, 'u1.json', {48: list(range(16))})]), ConfigError,
+     lambda c: ['u1.json: queries without beams are only used by online GRPO', 'grpo.online_samples >= 2']),
+    ('unlabeled_id_out_of_range', lambda c: c.grpo(extra=['--online_samples', '4', '--unlabeled', _pools(c, 'u2.json', {48: [99999] + list(range(15))})]),
+     BeamDataError, lambda c: ['u2.json: query "48", field `candidate_pool_ids`', 'id 99999 is outside the pool [0, 400)']),
+    ('unlabeled_is_labeled', lambda c: c.grpo(extra=['--online_samples', '4', '--unlabeled', _pools(c, 'u3.json', {int(c.k): list(range(16))})]),
+     ConfigError, lambda c: [f'u3.json: query {c.k} is also in', 'unlabeled queries must be new queries']),
+    ('unlabeled_pool_size', lambda c: c.grpo(extra=['--online_samples', '4', '--unlabeled', _pools(c, 'u4.json', {48: list(range(8))})]),
+     BeamDataError, lambda c: ['u4.json: query "48", field `candidate_pool_ids`: has 8 ids but K=16']),
 ]
+
+
+def _pools(c, name, pools) -> Path:
+    "A query-pool file (queries without beams) in the scratch folder"
+    from lever_plus.data import write_query_pools
+    return write_query_pools(c.tmp/name, pools)
 
 
 def _check_no_output(c, before):

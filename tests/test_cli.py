@@ -69,3 +69,18 @@ def test_unlabeled_queries_cli(world, sft_ckpt, tmp_path):
     r = run_script('lever_plus_grpo', grpo_args(w, sft_ckpt, tmp_path/'bad', '--unlabeled', w/'queries_unlabeled.json'))
     assert r.returncode != 0 and 'queries without beams are only used by online GRPO' in r.stderr
     assert not (tmp_path/'bad'/'best').exists()
+
+
+def test_rl_format_from_a_policy_cli(sft_ckpt, tmp_path):
+    "make_data --rl --rl_policy CKPT: the groups' samples come from the selector (they differ from the similarity softmax's)"
+    world_args = [x for k, v in TINY_WORLD.items() for x in (f'--{k}', v)]
+    samples = {}
+    for name, extra in (('sim', []), ('pol', ['--rl_policy', sft_ckpt])):
+        r = run_script('lever_plus_make_data', ['--out', tmp_path/name, '--rl', '--no_progress', *world_args, *extra])
+        assert r.returncode == 0, r.stderr
+        d = json.loads((tmp_path/name/'beams_train_rl.json').read_text())
+        samples[name] = {k: [t['pointer_global'] for t in v['pointer_candidates'] if t['gen_method'] == 'sample'] for k, v in d.items() if k != '_meta'}
+        assert all(len(s) >= 1 for s in samples[name].values())
+    assert samples['sim'] != samples['pol']
+    r = run_script('lever_plus_make_data', ['--out', tmp_path/'bad', '--rl_policy', sft_ckpt, '--no_progress', *world_args])
+    assert r.returncode != 0 and '--rl_policy needs --rl' in r.stderr
