@@ -12,7 +12,8 @@ from torch import nn, Tensor
 from torch.nn.utils import parametrize
 from .core import *
 from .model import PointerSelector
-from .v0 import GPTSelector, read_checkpoint, load_weights
+from .v0 import GPTSelector
+from .model import read_checkpoint, load_weights
 
 # %% auto #0
 __all__ = ['LoRA', 'lora_targets', 'add_lora', 'lora_parameters', 'merge_lora', 'load_selector', 'build_selector',

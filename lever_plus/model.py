@@ -15,7 +15,8 @@ from safetensors.torch import save as _st_save, load_file as _st_load
 from .core import *
 
 # %% auto #0
-__all__ = ['NEG', 'Encoded', 'PointerSelector']
+__all__ = ['NEG', 'Encoded', 'PointerSelector', 'rollout', 'beam_search_steps', 'decode_sequences', 'write_checkpoint',
+           'read_checkpoint', 'load_weights']
 
 # %% ../nbs/04_model.ipynb #8f2e3d79
 NEG = -1e4  # logit of a candidate that cannot be picked (probability exactly 0 in float32)
@@ -141,40 +142,50 @@ def log_prob(self:PointerSelector, batch:dict, # needs query, cands, beams; opti
     return lp if per_step else lp.sum(-1)
 
 # %% ../nbs/04_model.ipynb #08202a19
-def _rollout(model, enc:Encoded, S:int, G:int, T:float, sample:bool, generator=None):
-    "Greedy (G=1) or sampled decoding of G sequences per query → positions (B, G, S), log-probs (B, G)"
-    B, K, D = enc.cands.shape
-    h = enc.state[:, None].expand(B, G, D)  # (B, G, D)
-    avail = enc.avail[:, None].expand(B, G, K)  # (B, G, K)
-    pos, logp = [], enc.state.new_zeros(B, G)
-    for s in range(S):
-        lp = model.step_scores(h, enc.keys, avail, T)  # (B, G, K)
+def rollout(next_lp, # state → (B, G, K) log-probs of the next pick
+            advance, # (state, parent (B, G) or None, choice (B, G)) → the state after appending `choice`
+            state, S:int, sample:bool, generator=None):
+    "Greedy (arg-max) or sampled decoding of S picks from a step function → positions (B, G, S), log-probs (B, G)"
+    pos, logp = [], 0.
+    for _ in range(S):
+        lp = next_lp(state)  # (B, G, K)
+        B, G, K = lp.shape
         if sample: choice = torch.multinomial(lp.exp().view(B * G, K), 1, generator=generator).view(B, G)
         else: choice = lp.argmax(-1)  # (B, G)
         logp = logp + lp.gather(-1, choice[..., None]).squeeze(-1)
-        avail = avail.scatter(-1, choice[..., None], False)
-        h = model.update(h, _take(enc.cands, choice))
-        pos.append(choice)
+        state = advance(state, None, choice); pos.append(choice)
     return torch.stack(pos, -1), logp
 
-def _beam_search(model, enc:Encoded, S:int, k:int, T:float):
-    "Beam search of width k → positions (B, k, S) best first, log-probs (B, k)"
-    B, K, D = enc.cands.shape
-    h = enc.state[:, None].expand(B, k, D)  # (B, k, D)
-    avail = enc.avail[:, None].expand(B, k, K)  # (B, k, K)
-    cum = torch.full((B, k), float('-inf'), device=h.device); cum[:, 0] = 0  # all beams start as one prefix
-    pos = torch.zeros(B, k, 0, dtype=torch.long, device=h.device)
+def beam_search_steps(next_lp, advance, state, # as in `rollout`; `state` holds k copies of the start
+                      S:int, k:int):
+    "Beam search of width k over sequence log-probs → positions (B, k, S) best first, log-probs (B, k)"
+    pos = cum = None
     for s in range(S):
-        lp = model.step_scores(h, enc.keys, avail, T)  # (B, k, K)
+        lp = next_lp(state)  # (B, k, K)
+        B, _, K = lp.shape
+        if cum is None:  # all beams start as one prefix
+            cum = torch.full((B, k), float('-inf'), device=lp.device); cum[:, 0] = 0
+            pos = torch.zeros(B, k, 0, dtype=torch.long, device=lp.device)
         cum, idx = (cum[..., None] + lp).view(B, k * K).topk(k, -1)  # (B, k)
         parent, choice = idx // K, idx % K  # (B, k) each
-        h, avail = _take(h, parent), avail.gather(1, parent[..., None].expand(B, k, K))
         pos = torch.cat([pos.gather(1, parent[..., None].expand(B, k, s)), choice[..., None]], -1)  # (B, k, s+1)
-        avail = avail.scatter(-1, choice[..., None], False)
-        h = model.update(h, _take(enc.cands, choice))
+        state = advance(state, parent, choice)
     return pos, cum
 
 _STRATEGIES = ('greedy', 'sample', 'beam')
+
+def decode_sequences(next_lp, advance, # the selector's step function and state update (see `rollout`)
+                     init, # G → the start state of G sequences per query
+                     n_valid:int, # fewest valid candidates of any query
+                     strategy:str, shot_num:int, k:int, temperature:float, generator=None):
+    "Check the arguments and run greedy / sampled / beam decoding → positions, log-probs (as `decode` returns them)"
+    if strategy not in _STRATEGIES: raise ConfigError(f"decode: strategy must be one of {', '.join(map(repr, _STRATEGIES))}, got {strategy!r}")
+    _check_temperature(temperature)
+    if k < 1: raise ConfigError(f'decode: k must be >= 1, got {k}')
+    if shot_num > n_valid: raise ConfigError(f'decode: shot_num={shot_num} but a query has only {n_valid} valid candidates')
+    if strategy == 'beam': return beam_search_steps(next_lp, advance, init(k), shot_num, k)
+    pos, logp = rollout(next_lp, advance, init(1 if strategy == 'greedy' else k), shot_num, strategy == 'sample', generator)
+    return (pos[:, 0], logp[:, 0]) if strategy == 'greedy' else (pos, logp)
 
 @patch
 @torch.no_grad()
@@ -189,52 +200,72 @@ def decode(self:PointerSelector, query:Tensor, # (B, d_in)
            generator:torch.Generator|None=None, # RNG for 'sample'
           ): # positions (B, S) | (B, k, S), log-probs (B,) | (B, k)[, pool ids like positions]
     "Decode sequences from the policy: greedy, sampling without replacement, or beam search"
-    if strategy not in _STRATEGIES: raise ConfigError(f"decode: strategy must be one of {', '.join(map(repr, _STRATEGIES))}, got {strategy!r}")
-    _check_temperature(temperature)
-    if k < 1: raise ConfigError(f'decode: k must be >= 1, got {k}')
     enc = self.encode(query, cands, cand_mask)
-    n_ok = int(enc.avail.sum(1).min())
-    if shot_num > n_ok: raise ConfigError(f'decode: shot_num={shot_num} but a query has only {n_ok} valid candidates')
-    if strategy == 'beam': pos, logp = _beam_search(self, enc, shot_num, k, temperature)
-    else:
-        pos, logp = _rollout(self, enc, shot_num, 1 if strategy == 'greedy' else k, temperature, strategy == 'sample', generator)
-        if strategy == 'greedy': pos, logp = pos[:, 0], logp[:, 0]
+    B, K, D = enc.cands.shape
+    init = lambda G: (enc.state[:, None].expand(B, G, D), enc.avail[:, None].expand(B, G, K))  # (h, avail) of G sequences
+    def advance(st, parent, choice):
+        h, avail = st
+        if parent is not None: h, avail = _take(h, parent), avail.gather(1, parent[..., None].expand_as(avail))
+        return self.update(h, _take(enc.cands, choice)), avail.scatter(-1, choice[..., None], False)
+    pos, logp = decode_sequences(lambda st: self.step_scores(st[0], enc.keys, st[1], temperature), advance, init,
+                                 int(enc.avail.sum(1).min()), strategy, shot_num, k, temperature, generator)
     if cand_ids is None: return pos, logp
     return pos, logp, cand_ids.gather(1, pos.reshape(len(pos), -1)).view_as(pos)
 
 # %% ../nbs/04_model.ipynb #4655a16c
+def write_checkpoint(model:nn.Module, out_dir, # folder to write (created if needed)
+                     train_config:TrainConfig|None=None, # whole run config to record beside the weights
+                     skip:tuple=(), # state-dict keys not written (tied tensors)
+                    )->Path:
+    "Write `model.safetensors` (its state dict) + `config.json` (`model.cfg` and the run config) atomically"
+    out_dir = Path(out_dir)
+    d = config_to_dict(train_config) if train_config is not None else {}
+    d['model'] = config_to_dict(model.cfg)
+    sd = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if k not in skip}
+    atomic_write_bytes(out_dir/'model.safetensors', _st_save(sd, metadata={'format': 'pt', 'class': type(model).__name__}))
+    atomic_write_text(out_dir/'config.json', json.dumps(d, indent=2) + '\n')
+    return out_dir
+
+def read_checkpoint(path, # folder written by `save_pretrained`
+                    device='cpu')->tuple: # (ModelConfig, state dict)
+    "Read a selector folder's `config.json` (model section) and `model.safetensors`, with clear errors"
+    path = Path(path)
+    cf, wf = path/'config.json', path/'model.safetensors'
+    for f in (cf, wf):
+        if not f.is_file(): raise CheckpointError(f'{f}: not found (expected a folder written by a selector\'s save_pretrained)')
+    try: d = json.loads(cf.read_text())
+    except ValueError as e: raise CheckpointError(f'{cf}: not valid JSON: {e}') from None
+    if not isinstance(d, dict): raise CheckpointError(f'{cf}: expected a JSON object')
+    cfg = config_from_dict(ModelConfig, d['model'] if 'model' in d else d, str(cf), 'model.')
+    try: sd = _st_load(str(wf), device=str(device))
+    except Exception as e: raise CheckpointError(f'{wf}: cannot read safetensors ({e}); the file may be truncated') from None
+    return cfg, sd
+
+def load_weights(model:nn.Module, sd:dict, where, # checkpoint folder (for messages)
+                 ignore:tuple=())->nn.Module:
+    "Load `sd` into `model`, refusing missing / unexpected keys (except `ignore`) and wrong shapes with one-line `CheckpointError`s"
+    own = model.state_dict()
+    keys = set(own) - set(ignore)
+    missing, unexpected = keys - set(sd), set(sd) - keys
+    if missing or unexpected:
+        raise CheckpointError(f'{where}/model.safetensors: weights do not match config.json (missing {sorted(missing)}, unexpected {sorted(unexpected)})')
+    bad = [k for k in sorted(keys) if tuple(sd[k].shape) != tuple(own[k].shape)]
+    if bad:
+        raise CheckpointError(f'{where}/model.safetensors: weights do not match config.json: `{bad[0]}` has shape {tuple(sd[bad[0]].shape)} '
+                              f'in the file but {tuple(own[bad[0]].shape)} in the model' + (f' ({len(bad) - 1} more tensors differ)' if len(bad) > 1 else ''))
+    model.load_state_dict(sd, strict=False)
+    return model
+
 @patch
 def save_pretrained(self:PointerSelector, out_dir, # folder to write (created if needed)
                     train_config:TrainConfig|None=None, # whole run config to record beside the weights
                    )->Path:
     "Write `model.safetensors` + `config.json` atomically"
-    out_dir = Path(out_dir)
-    d = config_to_dict(train_config) if train_config is not None else {}
-    d['model'] = config_to_dict(self.cfg)
-    sd = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
-    atomic_write_bytes(out_dir/'model.safetensors', _st_save(sd, metadata={'format': 'pt', 'class': 'PointerSelector'}))
-    atomic_write_text(out_dir/'config.json', json.dumps(d, indent=2) + '\n')
-    return out_dir
+    return write_checkpoint(self, out_dir, train_config)
 
 @patch(cls_method=True)
 def from_pretrained(cls:PointerSelector, path, # folder written by `save_pretrained`
                     device='cpu')->PointerSelector:
     "Load a selector saved by `save_pretrained` (eval mode)"
-    path = Path(path)
-    cf, wf = path/'config.json', path/'model.safetensors'
-    for f in (cf, wf):
-        if not f.is_file(): raise CheckpointError(f'{f}: not found (expected a folder written by PointerSelector.save_pretrained)')
-    try: d = json.loads(cf.read_text())
-    except ValueError as e: raise CheckpointError(f'{cf}: not valid JSON: {e}') from None
-    if not isinstance(d, dict): raise CheckpointError(f'{cf}: expected a JSON object')
-    md = d['model'] if 'model' in d else d
-    cfg = config_from_dict(ModelConfig, md, str(cf), 'model.')
-    model = cls(cfg)
-    try: sd = _st_load(str(wf), device=str(device))
-    except Exception as e: raise CheckpointError(f'{wf}: cannot read safetensors ({e}); the file may be truncated') from None
-    missing, unexpected = set(model.state_dict()) - set(sd), set(sd) - set(model.state_dict())
-    if missing or unexpected:
-        raise CheckpointError(f'{wf}: weights do not match config.json (missing {sorted(missing)}, unexpected {sorted(unexpected)})')
-    try: model.load_state_dict(sd)
-    except RuntimeError as e: raise CheckpointError(f'{wf}: weights do not match config.json: {e}') from None
-    return model.to(device).eval()
+    cfg, sd = read_checkpoint(path, device)
+    return load_weights(cls(cfg), sd, path).to(device).eval()

@@ -11,12 +11,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
 from fastcore.basics import patch
-from safetensors.torch import save as _st_save, load_file as _st_load
 from .core import *
-from .model import NEG
+from .model import NEG, decode_sequences, write_checkpoint, read_checkpoint, load_weights
 
 # %% auto #0
-__all__ = ['MAX_SHOTS', 'TokenPool', 'GPTSelector', 'read_checkpoint', 'load_weights']
+__all__ = ['MAX_SHOTS', 'TokenPool', 'GPTSelector']
 
 # %% ../nbs/04a_v0.ipynb #adc06c11
 MAX_SHOTS = 32  # positions in v0's table: the query token + up to 31 shots as input (S ≤ 32 shots per sequence)
@@ -127,32 +126,6 @@ def _next_log_probs(model:GPTSelector, enc:TokenPool, prefix:Tensor, # (B, G, t)
     logits = model.scale * torch.einsum('bgd,bkd->bgk', h, enc.cands)  # (B, G, K)
     return torch.log_softmax((logits / T).masked_fill(~avail, NEG), -1)
 
-def _rollout(model, enc:TokenPool, S:int, G:int, T:float, sample:bool, generator=None):
-    "Greedy (G=1) or sampled decoding of G sequences per query → positions (B, G, S), log-probs (B, G)"
-    B, K, _ = enc.cands.shape
-    prefix, logp = torch.zeros(B, G, 0, dtype=torch.long, device=enc.cands.device), enc.query.new_zeros(B, G)
-    for s in range(S):
-        lp = _next_log_probs(model, enc, prefix, T)  # (B, G, K)
-        if sample: choice = torch.multinomial(lp.exp().view(B * G, K), 1, generator=generator).view(B, G)
-        else: choice = lp.argmax(-1)  # (B, G)
-        logp = logp + lp.gather(-1, choice[..., None]).squeeze(-1)
-        prefix = torch.cat([prefix, choice[..., None]], -1)  # (B, G, s+1)
-    return prefix, logp
-
-def _beam_search(model, enc:TokenPool, S:int, k:int, T:float):
-    "Beam search of width k → positions (B, k, S) best first, log-probs (B, k)"
-    B, K, _ = enc.cands.shape
-    cum = torch.full((B, k), float('-inf'), device=enc.cands.device); cum[:, 0] = 0  # all beams start as one prefix
-    prefix = torch.zeros(B, k, 0, dtype=torch.long, device=enc.cands.device)
-    for s in range(S):
-        lp = _next_log_probs(model, enc, prefix, T)  # (B, k, K)
-        cum, idx = (cum[..., None] + lp).view(B, k * K).topk(k, -1)  # (B, k)
-        parent, choice = idx // K, idx % K  # (B, k) each
-        prefix = torch.cat([prefix.gather(1, parent[..., None].expand(B, k, s)), choice[..., None]], -1)  # (B, k, s+1)
-    return prefix, cum
-
-_STRATEGIES = ('greedy', 'sample', 'beam')
-
 @patch
 @torch.no_grad()
 def decode(self:GPTSelector, query:Tensor, # (B, d_in)
@@ -166,59 +139,25 @@ def decode(self:GPTSelector, query:Tensor, # (B, d_in)
            generator:torch.Generator|None=None, # RNG for 'sample'
           ): # positions (B, S) | (B, k, S), log-probs (B,) | (B, k), pool ids like positions
     "Decode sequences of distinct candidates of each query's pool: greedy, sampling, or beam search"
-    if strategy not in _STRATEGIES: raise ConfigError(f"decode: strategy must be one of {', '.join(map(repr, _STRATEGIES))}, got {strategy!r}")
-    _check_temperature(temperature)
-    if k < 1: raise ConfigError(f'decode: k must be >= 1, got {k}')
     enc = self.encode(query, cands, cand_mask, cand_ids)
-    n_ok = int(enc.avail.sum(1).min())
-    if shot_num > n_ok: raise ConfigError(f'decode: shot_num={shot_num} but a query has only {n_ok} valid candidates')
-    if strategy == 'beam': pos, logp = _beam_search(self, enc, shot_num, k, temperature)
-    else:
-        pos, logp = _rollout(self, enc, shot_num, 1 if strategy == 'greedy' else k, temperature, strategy == 'sample', generator)
-        if strategy == 'greedy': pos, logp = pos[:, 0], logp[:, 0]
+    B = len(enc.cands)
+    init = lambda G: torch.zeros(B, G, 0, dtype=torch.long, device=enc.cands.device)  # the state is the prefix (B, G, t)
+    def advance(prefix, parent, choice):
+        if parent is not None: prefix = prefix.gather(1, parent[..., None].expand(*parent.shape, prefix.shape[-1]))
+        return torch.cat([prefix, choice[..., None]], -1)
+    pos, logp = decode_sequences(lambda prefix: _next_log_probs(self, enc, prefix, temperature), advance, init,
+                                 int(enc.avail.sum(1).min()), strategy, shot_num, k, temperature, generator)
     return pos, logp, cand_ids.gather(1, pos.reshape(len(pos), -1)).view_as(pos)
 
 # %% ../nbs/04a_v0.ipynb #3bac4e60
 _TIED = ('lm.lm_head.weight',)  # tied to lm.transformer.wte.weight: not written, restored by the tie
 
-def read_checkpoint(path, # folder written by `save_pretrained`
-                    device='cpu')->tuple: # (ModelConfig, state dict)
-    "Read a selector folder's `config.json` (model section) and `model.safetensors`, with clear errors"
-    path = Path(path)
-    cf, wf = path/'config.json', path/'model.safetensors'
-    for f in (cf, wf):
-        if not f.is_file(): raise CheckpointError(f'{f}: not found (expected a folder written by a selector\'s save_pretrained)')
-    try: d = json.loads(cf.read_text())
-    except ValueError as e: raise CheckpointError(f'{cf}: not valid JSON: {e}') from None
-    if not isinstance(d, dict): raise CheckpointError(f'{cf}: expected a JSON object')
-    cfg = config_from_dict(ModelConfig, d['model'] if 'model' in d else d, str(cf), 'model.')
-    try: sd = _st_load(str(wf), device=str(device))
-    except Exception as e: raise CheckpointError(f'{wf}: cannot read safetensors ({e}); the file may be truncated') from None
-    return cfg, sd
-
-def load_weights(model:nn.Module, sd:dict, where, # checkpoint folder (for messages)
-                 ignore:tuple=())->nn.Module:
-    "Load `sd` into `model`, refusing missing / unexpected keys (except `ignore`) with a `CheckpointError`"
-    keys = set(model.state_dict()) - set(ignore)
-    missing, unexpected = keys - set(sd), set(sd) - keys
-    if missing or unexpected:
-        raise CheckpointError(f'{where}/model.safetensors: weights do not match config.json (missing {sorted(missing)}, unexpected {sorted(unexpected)})')
-    try: model.load_state_dict(sd, strict=False)
-    except RuntimeError as e: raise CheckpointError(f'{where}/model.safetensors: weights do not match config.json: {e}') from None
-    return model
-
 @patch
 def save_pretrained(self:GPTSelector, out_dir, # folder to write (created if needed)
                     train_config:TrainConfig|None=None, # whole run config to record beside the weights
                    )->Path:
-    "Write `model.safetensors` + `config.json` atomically"
-    out_dir = Path(out_dir)
-    d = config_to_dict(train_config) if train_config is not None else {}
-    d['model'] = config_to_dict(self.cfg)
-    sd = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items() if k not in _TIED}
-    atomic_write_bytes(out_dir/'model.safetensors', _st_save(sd, metadata={'format': 'pt', 'class': 'GPTSelector'}))
-    atomic_write_text(out_dir/'config.json', json.dumps(d, indent=2) + '\n')
-    return out_dir
+    "Write `model.safetensors` + `config.json` atomically (the tied LM head is not written)"
+    return write_checkpoint(self, out_dir, train_config, skip=_TIED)
 
 @patch(cls_method=True)
 def from_pretrained(cls:GPTSelector, path, # folder written by `save_pretrained`
