@@ -54,6 +54,9 @@ VARIANTS = {
     # best/ by validation info alone (its KL to SFT grows large: the SFT model memorised its training queries)
     'online_unl': dict(grpo=dict(online_samples=8, lr_ratio=0.3, beta=0.01), control=dict(mode='fixed'), run=dict(kl_ceiling=1e9),
                        curriculum=dict(rce_epochs=0, grpo_epochs=6), data=dict(unlabeled='<data>/queries_unlabeled.json')),
+    # the same for 10 epochs (a validation sweep over 10 epochs / RCE warm-up first / threshold β put it first)
+    'online_unl_10ep': dict(grpo=dict(online_samples=8, lr_ratio=0.3, beta=0.01), control=dict(mode='fixed'), run=dict(kl_ceiling=1e9),
+                            curriculum=dict(rce_epochs=0, grpo_epochs=10), data=dict(unlabeled='<data>/queries_unlabeled.json')),
     # the same for one epoch: about the extra scorer calls of 'online' (3 epochs × 1,000 queries) and of the RL-format data
     'online_unl_1ep': dict(grpo=dict(online_samples=8, lr_ratio=0.3, beta=0.01), control=dict(mode='fixed'), run=dict(kl_ceiling=1e9),
                            curriculum=dict(rce_epochs=0, grpo_epochs=1), data=dict(unlabeled='<data>/queries_unlabeled.json')),
@@ -62,7 +65,7 @@ VARIANTS = {
 }
 MAIN = ('v3', 'v3_rce')                                   # trained first (the main table)
 ABLATIONS = ('no_rce', 'no_curriculum', 'fixed_beta', 'refresh_old', 'no_std')
-ONLINE = ('online', 'hybrid', 'rl_offline', 'online_unl_1ep', 'online_unl')
+ONLINE = ('online', 'hybrid', 'rl_offline', 'online_unl_1ep', 'online_unl', 'online_unl_10ep')
 N_PLUS, N_PLUS_QUICK = 350, 16  # unlabeled queries beam-searched for the budget-matched SFT baseline (≈ online_unl's calls / 384)
 N_UNLABELED, N_UNLABELED_QUICK = 2000, 64  # queries without beams added to each seed's world (drawn last: labeled files unchanged)
 SWEEP_SHOTS = (1, 3, 4)                                   # besides 2, at the first seed only (SFT v2 vs v3)
@@ -188,7 +191,8 @@ METHOD_RUNS = {'SFT v1': 'sft_v1', 'SFT v2': 'sft_v2', 'v3 (RCE only)': 'v3_rce'
 VARIANT_LABELS = {'no_rce': 'no RCE warm-up', 'no_curriculum': 'no curriculum', 'fixed_beta': 'fixed β',
                   'refresh_old': 'π_old refreshed', 'no_std': 'no-std advantage', 'online': 'online GRPO (8 samples)',
                   'hybrid': 'hybrid GRPO (8 samples + 5 beams)', 'rl_offline': 'offline GRPO, RL-format groups',
-                  'online_unl_1ep': 'online GRPO + unlabeled queries, 1 epoch', 'online_unl': 'online GRPO + unlabeled queries, 6 epochs'}
+                  'online_unl_1ep': 'online GRPO + unlabeled queries, 1 epoch', 'online_unl': 'online GRPO + unlabeled queries, 6 epochs',
+                  'online_unl_10ep': 'online GRPO + unlabeled queries, 10 epochs'}
 
 def _best(d:Path)->Path|None: return d/'best' if (d/'best'/'model.safetensors').is_file() else None
 
@@ -212,7 +216,8 @@ def eval_one(work, seed, shot, n_boot):
     hits = {m: beam_hits(meth, test, seed) for m, meth in methods.items() if m != 'beam oracle'}
     # the same selectors on their own TRAINING queries: how much of the training-set quality carries over to new queries
     train = load_datasets(data/'beams_train.json', data, val_frac=0)['train']
-    gap = [m for m in ('mix-sim top-k', 'SFT v2', 'v3 (RCE+GRPO)', VARIANT_LABELS['online'], VARIANT_LABELS['online_unl']) if m in methods]
+    gap = [m for m in ('mix-sim top-k', 'SFT v2', 'v3 (RCE+GRPO)', VARIANT_LABELS['online'], VARIANT_LABELS['online_unl'],
+                       VARIANT_LABELS['online_unl_10ep']) if m in methods]
     train_info = {r['method']: r['info'] for r in evaluate_methods({m: methods[m] for m in gap}, train, scorer, seed, n_boot=10)}
     return dict(seed=seed, shot=shot, n_query=len(test), rows=rows, beam_hits=hits, train_info=train_info)
 
