@@ -149,7 +149,11 @@ def grpo_main(argv=None):
     p.add_argument('--sft_ckpt', required=True, help='SFT checkpoint folder (model.safetensors + config.json)')
     p.add_argument('--val_beam_data', default=None, help='validation beam JSON (default: hold out data.val_frac of the training queries)')
     p.add_argument('--resume', default=None, help='continue an interrupted run: its output folder (newest checkpoint) or a checkpoint folder')
-    p.add_argument('--scorer', default='auto', help="'auto' (the simulated VLM when the embeddings folder has one) or 'none'")
+    p.add_argument('--scorer', default='auto', help="'auto' (the simulated VLM when the embeddings folder has one), 'hf' (a transformers VLM, "
+                   "--vlm) or 'none'; it scores validation picks and online GRPO's samples")
+    p.add_argument('--vlm', default=None, help='with --scorer hf: VLM checkpoint name or local path; queries and pool come from --embeddings '
+                   '(a folder written by lever_plus_prepare_vqa)')
+    p.add_argument('--vlm_dtype', default='auto', help="with --scorer hf: 'auto', 'fp32', 'fp16' or 'bf16'")
     p.add_argument('--no_progress', action='store_true')
     add_config_flags(p, skip=('version', 'd_in', 'd_model', 'n_layers', 'n_heads', 'dropout', 'logit_scale', 'n_pool', 'lora_rank', 'lora_alpha', 'base_ckpt'))
     ns = p.parse_args(argv)
@@ -165,8 +169,16 @@ def grpo_main(argv=None):
     from lever_plus.dist import init_distributed
     ctx = init_distributed(cfg.run.device)  # under torchrun: one rank of a DDP job; else None
     if ctx is not None: cfg = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, device=str(ctx.device)))
+    if ns.scorer == 'hf':  # a real VLM: validation info score and online GRPO's rewards
+        if not ns.vlm: raise ConfigError('--scorer hf needs --vlm NAME (a transformers VLM); the queries and pool come from --embeddings, '
+                                         'a folder written by lever_plus_prepare_vqa')
+        from lever_plus.vlm import HFVLMScorer
+        d = Path(cfg.data.embeddings); d = d if d.is_dir() else d.parent
+        scorer = HFVLMScorer.from_dir(d, ns.vlm, device=cfg.run.device, dtype=ns.vlm_dtype)
+    elif ns.scorer in ('auto', 'none'): scorer = 'auto' if ns.scorer == 'auto' else None
+    else: raise ConfigError(f"--scorer must be 'auto', 'hf' or 'none', got {ns.scorer!r}")
     res = run_post_train(ns.sft_ckpt, cfg.data.beam_data, cfg.data.embeddings, out, cfg, ns.val_beam_data,
-                         'auto' if ns.scorer == 'auto' else None, resume, progress=not ns.no_progress, ctx=ctx)
+                         scorer, resume, progress=not ns.no_progress, ctx=ctx)
     if ctx is not None and not ctx.is_main: return res
     last = res['history'][-1] if res['history'] else {}
     print(json.dumps({'output_dir': str(res['output_dir']), 'best_epoch': res['best_epoch'], 'skipped_steps': res['skipped_steps'],
