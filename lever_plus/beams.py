@@ -260,6 +260,7 @@ def make_data(out_dir, # directory to write (created if needed)
     if main: save_world(world, out)
     t['world'] = time.perf_counter() - t0
     scorer = SimScorer(world)
+    feats = (torch.cat([world.query_img, world.query_txt], -1), torch.cat([world.pool_img, world.pool_txt], -1)) if rl_policy is not None else None
     cands = sample_candidates(world, torch.arange(world.cfg.n_labeled), K, sampler, seed=seed + 1)  # (N_labeled, K)
     t['candidates'] = time.perf_counter() - t0 - t['world']
     summary = dict(out_dir=str(out), seed=seed, sampler=sampler, shot_num=shot_num, K=K, beam_width=beam_width,
@@ -280,7 +281,6 @@ def make_data(out_dir, # directory to write (created if needed)
             G = beams.shape[1]
             acc = scorer.vqa_acc(q.repeat_interleave(G), beams.view(-1, shot_num)).view(-1, G)   # (n, G)
             recs, top1 = beams_to_records(q, beams, scores, cands[q], acc), torch.stack([scores[:, 0], acc[:, 0]], 1)  # (n, 2)
-            feats = (torch.cat([world.query_img, world.query_txt], -1), torch.cat([world.pool_img, world.pool_txt], -1)) if rl_policy is not None else None
             if rl: rl_recs = rl_records(scorer, world, q, cands[q], beams, seed=seed + 2, policy=rl_policy, embeddings=feats)
         parts = gather((recs, rl_recs, top1))  # every rank's slice, in rank order = query order
         recs, top1 = {k: v for p in parts for k, v in p[0].items()}, torch.cat([p[2] for p in parts])  # (N_split, 2)

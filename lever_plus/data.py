@@ -445,11 +445,16 @@ def read_query_pools(path, # query-pool JSON file
     if not out: raise BeamDataError(f'{path}: no query records (the JSON object is empty)')
     return out
 
+def _dataset_of(path, store, K, shot_num, n_beams, items:list) -> BeamDataset:
+    "A `BeamDataset` holding already-built `items` (no validation of beam records)"
+    ds = BeamDataset.__new__(BeamDataset)
+    ds.path, ds.store, ds.K, ds.shot_num, ds.n_beams, ds.items = str(path), store, K, shot_num, n_beams, items
+    return ds
+
 def query_pool_dataset(pools:dict, # {query_id: [K pool ids]}, e.g. from `read_query_pools`
                        store:EmbeddingStore, K:int, shot_num:int, n_beams:int, path:str='<query pools>') -> BeamDataset:
     "A `BeamDataset` of queries without beams (for online GRPO): every item has 0 beams"
-    ds = BeamDataset.__new__(BeamDataset)
-    ds.path, ds.store, ds.K, ds.shot_num, ds.n_beams, ds.items = str(path), store, K, shot_num, n_beams, []
+    ds = _dataset_of(path, store, K, shot_num, n_beams, [])
     for q in sorted(pools):
         if not 0 <= q < len(store.queries): raise _err(path, q, None, f'query id {q} has no embedding row ({store.path or "the store"} has {len(store.queries)} queries)')
         if len(pools[q]) != K: raise _err(path, q, 'candidate_pool_ids', f'has {len(pools[q])} ids but K={K}', 'use the K of the beam data')
@@ -464,6 +469,4 @@ def join_datasets(a:BeamDataset, b:BeamDataset) -> BeamDataset:
                           f'got K {a.K} / {b.K}, shot_num {a.shot_num} / {b.shot_num}')
     both = {it['query_id'] for it in a.items} & {it['query_id'] for it in b.items}
     if both: raise ConfigError(f'{b.path}: query {min(both)} is also in {a.path} ({len(both)} shared); unlabeled queries must be new queries')
-    ds = BeamDataset.__new__(BeamDataset)
-    ds.path, ds.store, ds.K, ds.shot_num, ds.n_beams, ds.items = f'{a.path} + {b.path}', a.store, a.K, a.shot_num, max(a.n_beams, b.n_beams), a.items + b.items
-    return ds
+    return _dataset_of(f'{a.path} + {b.path}', a.store, a.K, a.shot_num, max(a.n_beams, b.n_beams), a.items + b.items)

@@ -11,7 +11,7 @@ import torch.distributed as tdist
 from .core import *
 
 # %% auto #0
-__all__ = ['dist_env', 'init_distributed', 'DistContext', 'ddp_check_script', 'run_ddp_check', 'run_script', 'sft_ddp_check',
+__all__ = ['dist_env', 'init_distributed', 'DistContext', 'run_script', 'ddp_check_script', 'run_ddp_check', 'sft_ddp_check',
            'make_data_ddp_check']
 
 # %% ../nbs/11a_distributed.ipynb #7653dbb6
@@ -66,7 +66,22 @@ class DistContext:
 
     def barrier(self): tdist.barrier()
 
-# %% ../nbs/11a_distributed.ipynb #54a64e9e
+# %% ../nbs/11a_distributed.ipynb #b587c680
+def run_script(argv:list, # a console script of this environment (or a .py file) and its flags, e.g. ['lever_plus_sft', '--beam_data', ...]
+               nproc:int=1, # 1: a plain process; > 1: that many torchrun ranks on this machine
+               timeout:int=300)->str: # the script's stdout
+    "Run a lever_plus console script or a Python file as one process or as `nproc` torchrun ranks (OMP_NUM_THREADS=1)"
+    py_file = str(argv[0]).endswith('.py')
+    exe = Path(sys.executable).parent/str(argv[0])
+    args = [str(argv[0]) if py_file or not exe.exists() else str(exe), *map(str, argv[1:])]
+    if nproc > 1: cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', f'--nproc_per_node={nproc}', *([] if py_file else ['--no-python']), *args]
+    else: cmd = [sys.executable, *args] if py_file else args
+    env = {k: v for k, v in os.environ.items() if k not in ('RANK', 'WORLD_SIZE', 'LOCAL_RANK', 'MASTER_ADDR', 'MASTER_PORT')}
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env={**env, 'OMP_NUM_THREADS': '1'})
+    if r.returncode: raise RuntimeError(f'{" ".join(cmd)} failed:\n{r.stderr[-3000:]}')
+    return r.stdout
+
+# %% ../nbs/11a_distributed.ipynb #5cb06e36
 def ddp_check_script(out_dir:str, world:int)->str:
     "Python source of a small post-training run used by the DDP equivalence check"
     return f'''
@@ -92,27 +107,12 @@ def run_ddp_check(tmp, world:int=2, timeout:int=300)->dict:
     for n in (1, world):
         d = Path(tmp)/f'w{n}'; src = Path(tmp)/f'w{n}.py'
         src.write_text(ddp_check_script(str(d), n))
-        cmd = [sys.executable, str(src)] if n == 1 else [sys.executable, '-m', 'torch.distributed.run', '--standalone', f'--nproc_per_node={n}', str(src)]
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env={**os.environ, 'OMP_NUM_THREADS': '1'})
-        if r.returncode: raise RuntimeError(f'{" ".join(cmd)} failed:\n{r.stderr[-3000:]}')
+        run_script([src], n, timeout)
         out[n] = PointerSelector.from_pretrained(d/'checkpoints'/'epoch_002').state_dict()
     out['initial'] = PointerSelector.from_pretrained(Path(tmp)/'w1'/'reference').state_dict()
     return out
 
-# %% ../nbs/11a_distributed.ipynb #a7e533dc
-def run_script(argv:list, # a console script of this environment and its flags, e.g. ['lever_plus_sft', '--beam_data', ...]
-               nproc:int=1, # 1: a plain process; > 1: that many torchrun ranks on this machine
-               timeout:int=300)->str: # the script's stdout
-    "Run a lever_plus console script as one process or as `nproc` torchrun ranks (OMP_NUM_THREADS=1)"
-    exe = Path(sys.executable).parent/argv[0]
-    exe = str(exe) if exe.exists() else argv[0]
-    cmd = [exe, *map(str, argv[1:])]
-    if nproc > 1: cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', f'--nproc_per_node={nproc}', '--no-python', *cmd]
-    env = {k: v for k, v in os.environ.items() if k not in ('RANK', 'WORLD_SIZE', 'LOCAL_RANK', 'MASTER_ADDR', 'MASTER_PORT')}
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env={**env, 'OMP_NUM_THREADS': '1'})
-    if r.returncode: raise RuntimeError(f'{" ".join(cmd)} failed:\n{r.stderr[-3000:]}')
-    return r.stdout
-
+# %% ../nbs/11a_distributed.ipynb #7ffba7f6
 def sft_ddp_check(tmp, world:int=2, timeout:int=300)->dict:
     "`lever_plus_sft` (v1, tiny) as 1 process and as `world` ranks → {1: final weights, world: final weights, 'initial': untrained weights}"
     from lever_plus.beams import make_data

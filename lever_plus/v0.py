@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn, Tensor
 from fastcore.basics import patch
 from .core import *
-from .model import NEG, decode_sequences, write_checkpoint, read_checkpoint, load_weights
+from .model import NEG, _check_temperature, decode_sequences, write_checkpoint, read_checkpoint, load_weights
 
 # %% auto #0
 __all__ = ['MAX_SHOTS', 'TokenPool', 'GPTSelector']
@@ -78,9 +78,6 @@ class GPTSelector(nn.Module):
         return h.view(B, G, t + 1, D)
 
 # %% ../nbs/04a_v0.ipynb #85a9788b
-def _check_temperature(t):
-    if not t > 0: raise ConfigError(f'temperature must be > 0, got {t}')
-
 @patch
 def step_log_probs(self:GPTSelector, query:Tensor, # (B, d_in)
                    cands:Tensor, # (B, K, d_in)

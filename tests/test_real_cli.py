@@ -7,7 +7,8 @@ from lever_plus.vlm import tiny_vlm
 from lever_plus.data import load_datasets
 
 
-def test_prepare_vqa_then_hf_beam_data(tmp_path):
+def prepare_and_beams(tmp_path):
+    "Tiny VQA files → `lever_plus_prepare_vqa` (tiny CLIP) → `lever_plus_make_data --scorer hf` (tiny LLaVA); → the VLM's folder"
     files = tiny_vqa(tmp_path/'vqa')
     (tq, ta, ti), (vq, va, vi) = files['train2014'], files['val2014']
     clip, vlm = tiny_clip(tmp_path/'clip'), tiny_vlm(tmp_path/'vlm')
@@ -18,6 +19,11 @@ def test_prepare_vqa_then_hf_beam_data(tmp_path):
     r = run_script('lever_plus_make_data', ['--scorer', 'hf', '--model', vlm, '--data', tmp_path/'data', '--out', tmp_path/'beams',
                    '--K', 6, '--shot_num', 2, '--beam_width', 3, '--limit', 4, '--device', 'cpu', '--no_progress'])
     assert r.returncode == 0, r.stderr
+    return vlm
+
+
+def test_prepare_vqa_then_hf_beam_data(tmp_path):
+    prepare_and_beams(tmp_path)
     d = load_datasets(tmp_path/'beams'/'beams_train.json', tmp_path/'data', val_frac=0)
     b = d['train'][0]
     assert tuple(b['beams'].shape) == (3, 2) and len(b['cand_ids']) == 6
@@ -28,16 +34,7 @@ def test_prepare_vqa_then_hf_beam_data(tmp_path):
 def test_online_grpo_with_the_hf_vlm(tmp_path):
     "lever_plus_grpo --scorer hf: online GRPO's samples (and validation picks) scored by a transformers VLM, incl. unlabeled queries"
     from lever_plus.data import read_beam_data, write_query_pools
-    files = tiny_vqa(tmp_path/'vqa')
-    (tq, ta, ti), (vq, va, vi) = files['train2014'], files['val2014']
-    clip, vlm = tiny_clip(tmp_path/'clip'), tiny_vlm(tmp_path/'vlm')
-    r = run_script('lever_plus_prepare_vqa', ['--out', tmp_path/'data', '--train_questions', tq, '--train_annotations', ta,
-                   '--train_images', ti, '--test_questions', vq, '--test_annotations', va, '--test_images', vi,
-                   '--clip', clip, '--n_val', 4, '--device', 'cpu'])
-    assert r.returncode == 0, r.stderr
-    r = run_script('lever_plus_make_data', ['--scorer', 'hf', '--model', vlm, '--data', tmp_path/'data', '--out', tmp_path/'beams',
-                   '--K', 6, '--shot_num', 2, '--beam_width', 3, '--limit', 4, '--device', 'cpu', '--no_progress'])
-    assert r.returncode == 0, r.stderr
+    vlm = prepare_and_beams(tmp_path)
     b = tmp_path/'beams'
     r = run_script('lever_plus_sft', ['--beam_data', b/'beams_train.json', '--embeddings', tmp_path/'data', '--output_dir', tmp_path/'sft',
                    '--sft.epochs', 1, '--batch_size', 2, '--d_model', 16, '--val_frac', 0.25, '--scorer', 'none', '--no_progress'])
