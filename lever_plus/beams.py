@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 from .core import *
+from .checkpoint import open_run_dir
 from .sim import *
 
 # %% auto #0
@@ -241,6 +242,7 @@ def make_data(out_dir, # directory to write (created if needed)
               rl:bool=False, # also write `beams_{split}_rl.json`: RL-format groups with contrast (`rl_records`)
               rl_policy=None, # with `rl`: a selector whose samples fill the groups (default: a softmax over mix similarity)
               ctx=None, # run context under torchrun (`lever_plus.dist.init_distributed('cpu')`): rank, world_size, is_main, gather, barrier
+              overwrite:bool=False, # replace the data of an earlier `make_data` in `out_dir` (otherwise refused)
               **kwargs) -> dict: # `WorldConfig` fields (n_pool, n_train, n_val, n_test, ...)
     "Write a simulated world and its beam data (upstream format) to `out_dir`"
     _check_sampler(sampler)
@@ -254,6 +256,13 @@ def make_data(out_dir, # directory to write (created if needed)
         raise ConfigError(f'rl_policy: the selector reads d_in={rl_policy.cfg.d_in} features but this world has d_img + d_txt = {d_in}; '
                           'use a selector trained on a world of the same sizes')
     rank, n_ranks, main = (ctx.rank, ctx.world_size, ctx.is_main) if ctx is not None else (0, 1, True)
+    lock = open_run_dir(out, 'data', overwrite=overwrite, main=main)  # an earlier world's files are never mixed with this one's
+    try: return _make_data(out, seed, sampler, shot_num, K, beam_width, progress, rl, rl_policy, ctx, cfg, kwargs, rank, n_ranks, main)
+    finally:
+        if lock is not None: lock.release()
+
+def _make_data(out, seed, sampler, shot_num, K, beam_width, progress, rl, rl_policy, ctx, cfg, kwargs, rank, n_ranks, main):
+    t = {}
     gather = ctx.gather if ctx is not None else (lambda x: [x])
     t0 = time.perf_counter()
     world = make_world(seed, **kwargs)

@@ -85,6 +85,7 @@ def make_data_main(argv=None):
     p.add_argument('--rl', action='store_true', help='also write beams_{split}_rl.json: RL-format groups (beams + retrievals + samples + random, scored)')
     p.add_argument('--rl_policy', default=None, help='with --rl: selector checkpoint (or run folder) whose samples fill the groups (default: a softmax over similarity)')
     p.add_argument('--no_progress', action='store_true', help='no progress bars')
+    p.add_argument('--overwrite', action='store_true', help='replace the data an earlier run wrote to --out (otherwise refused)')
     docs, hints = _docs(WorldConfig), typing.get_type_hints(WorldConfig)
     g = p.add_argument_group('world (WorldConfig)')
     for f in fields(WorldConfig):
@@ -100,6 +101,8 @@ def make_data_main(argv=None):
     if out.exists() and not out.is_dir(): raise ConfigError(f'--out {out}: exists and is not a folder')
     scorer, model, data, limit, device, dtype = (a.pop(k) for k in ('scorer', 'model', 'data', 'limit', 'device', 'dtype'))
     if scorer == 'hf':
+        from lever_plus.checkpoint import open_run_dir
+        open_run_dir(out, 'data', {'data': data}, a['overwrite']).release()  # refuse or clear an earlier run before the VLM loads
         from lever_plus.dist import dist_env
         if dist_env()[1] > 1: raise ConfigError('--scorer hf runs in one process: start lever_plus_make_data without torchrun')
         from lever_plus.vlm import make_real_data
@@ -115,7 +118,7 @@ def make_data_main(argv=None):
         if not a['rl']: raise ConfigError('--rl_policy needs --rl (it only fills the RL-format groups)')
         from lever_plus.lora import load_selector
         pol = load_selector(pol)
-    summary = make_data(out, progress=not a.pop('no_progress'), ctx=ctx, rl_policy=pol, **a)
+    summary = make_data(out, progress=not a.pop('no_progress'), ctx=ctx, rl_policy=pol, overwrite=a.pop('overwrite'), **a)
     if ctx is None or ctx.is_main: print(json.dumps(summary, indent=1))
     return summary
 
@@ -127,6 +130,7 @@ def sft_main(argv=None):
     p.add_argument('--val_beam_data', default=None, help='validation beam JSON (default: hold out data.val_frac of the training queries)')
     p.add_argument('--scorer', default='auto', help="'auto' (the simulated VLM when the embeddings folder has one) or 'none'")
     p.add_argument('--no_progress', action='store_true')
+    p.add_argument('--overwrite', action='store_true', help='replace an earlier run in --output_dir (otherwise refused)')
     add_config_flags(p)
     ns = p.parse_args(argv)
     cfg = config_from_args(ns)
@@ -136,7 +140,7 @@ def sft_main(argv=None):
     from lever_plus.dist import init_distributed
     ctx = init_distributed(cfg.run.device)  # under torchrun: one rank of a DDP job; else None
     if ctx is not None: cfg = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, device=str(ctx.device)))
-    res = run_sft(cfg.data.beam_data, cfg.data.embeddings, cfg.run.output_dir, cfg.model.version, cfg, ns.val_beam_data, scorer, ctx=ctx)
+    res = run_sft(cfg.data.beam_data, cfg.data.embeddings, cfg.run.output_dir, cfg.model.version, cfg, ns.val_beam_data, scorer, ctx=ctx, overwrite=ns.overwrite)
     if ctx is not None and not ctx.is_main: return res
     print(json.dumps({k: res[k] for k in ('output_dir', 'best_dir', 'best_epoch', 'best', 'n_params', 'n_train', 'n_val')}, indent=1, default=str))
     return res
@@ -148,7 +152,9 @@ def grpo_main(argv=None):
     p = argparse.ArgumentParser(prog='lever_plus_grpo', description=grpo_main.__doc__.split(': ', 1)[1])
     p.add_argument('--sft_ckpt', required=True, help='SFT checkpoint folder (model.safetensors + config.json)')
     p.add_argument('--val_beam_data', default=None, help='validation beam JSON (default: hold out data.val_frac of the training queries)')
-    p.add_argument('--resume', default=None, help='continue an interrupted run: its output folder (newest checkpoint) or a checkpoint folder')
+    p.add_argument('--resume', default=None, help='continue an interrupted run: its output folder (newest checkpoint) or a checkpoint folder; '
+                   'give the same flags as the run it continues (a change that would alter the run is refused)')
+    p.add_argument('--overwrite', action='store_true', help='replace an earlier run in --output_dir (otherwise refused)')
     p.add_argument('--scorer', default='auto', help="'auto' (the simulated VLM when the embeddings folder has one), 'hf' (a transformers VLM, "
                    "--vlm) or 'none'; it scores validation picks and online GRPO's samples")
     p.add_argument('--vlm', default=None, help='with --scorer hf: VLM checkpoint name or local path; queries and pool come from --embeddings '
@@ -161,11 +167,13 @@ def grpo_main(argv=None):
     if not cfg.data.beam_data or not cfg.data.embeddings: raise ConfigError('lever_plus_grpo needs --beam_data and --embeddings')
     out, resume = cfg.run.output_dir, False
     if ns.resume:  # a run folder (continue from its newest checkpoint) or one checkpoint folder OUT/checkpoints/epoch_NNN
-        r = Path(ns.resume)
-        if (r/'trainer_state.pt').is_file(): out, resume = r.parent.parent, r
-        elif (r/'checkpoints').is_dir(): out, resume = r, True
-        else: raise CheckpointError(f'--resume {r}: neither a run folder (with checkpoints/) nor a checkpoint folder '
-                                    '(with trainer_state.pt); give the --output_dir of the interrupted run')
+        from lever_plus.checkpoint import resume_checkpoint
+        out, resume = resume_checkpoint(ns.resume)
+        given = getattr(ns, 'cfg:run.output_dir', None)
+        if given is not None and Path(given).resolve() != Path(out).resolve():
+            raise ConfigError(f'--resume {ns.resume} continues the run in {out}, but --output_dir is {given}; drop --output_dir '
+                              '(a resumed run stays in its folder) or start a new run there without --resume')
+        cfg = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, output_dir=str(out)))
     from lever_plus.dist import init_distributed
     ctx = init_distributed(cfg.run.device)  # under torchrun: one rank of a DDP job; else None
     if ctx is not None: cfg = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, device=str(ctx.device)))
@@ -178,7 +186,7 @@ def grpo_main(argv=None):
     elif ns.scorer in ('auto', 'none'): scorer = 'auto' if ns.scorer == 'auto' else None
     else: raise ConfigError(f"--scorer must be 'auto', 'hf' or 'none', got {ns.scorer!r}")
     res = run_post_train(ns.sft_ckpt, cfg.data.beam_data, cfg.data.embeddings, out, cfg, ns.val_beam_data,
-                         scorer, resume, progress=not ns.no_progress, ctx=ctx)
+                         scorer, resume, progress=not ns.no_progress, ctx=ctx, overwrite=ns.overwrite)
     if ctx is not None and not ctx.is_main: return res
     last = res['history'][-1] if res['history'] else {}
     print(json.dumps({'output_dir': str(res['output_dir']), 'best_epoch': res['best_epoch'], 'skipped_steps': res['skipped_steps'],
@@ -242,9 +250,17 @@ def run_demo(out, # output folder
              quick:bool=False, # a tiny world and few epochs (seconds; for tests)
              sft_epochs:int|None=None, rce_epochs:int|None=None, grpo_epochs:int|None=None,
              progress:bool=True,
-             offline:bool=False, # v3 = RCE + offline GRPO on the beams (the seed's recipe) instead of online GRPO + unlabeled queries
+             offline:bool=False, # v3 = RCE + offline GRPO on the beams (the Lever-Plus recipe) instead of online GRPO + unlabeled queries
+             overwrite:bool=False, # replace an earlier demo in `out` (otherwise refused)
             )->dict:
     "world → beams → SFT v2 → RL post-training (v3) → evaluation; returns the result rows"
+    from lever_plus.checkpoint import open_run_dir
+    out = Path(out)
+    lock = open_run_dir(out, 'demo', overwrite=overwrite)  # refused when it holds an earlier demo, unless overwrite
+    try: return _run_demo(out, seed, quick, sft_epochs, rce_epochs, grpo_epochs, progress, offline)
+    finally: lock.release()
+
+def _run_demo(out, seed, quick, sft_epochs, rce_epochs, grpo_epochs, progress, offline):
     from lever_plus.beams import make_data
     from lever_plus.sft import run_sft
     from lever_plus.train import run_post_train
@@ -252,8 +268,6 @@ def run_demo(out, # output folder
     from lever_plus.sim import SimScorer
     from lever_plus.model import PointerSelector
     from lever_plus.evaluate import evaluate_methods, results_table
-    out = Path(out)
-    if out.exists() and not out.is_dir(): raise ConfigError(f'--out {out}: exists and is not a folder')
     t0, times = time.perf_counter(), {}
     world = dict(n_pool=400, n_train=64, n_val=16, n_test=32, K=16) if quick else {}
     if not offline: world['n_unlabeled'] = 64 if quick else DEMO_UNLABELED
@@ -264,7 +278,7 @@ def run_demo(out, # output folder
     data = out/'data'
     scorer = SimScorer.from_dir(data)
     sft_cfg = TrainConfig(run=RunConfig(seed=seed), sft=SFTConfig(epochs=sft_epochs or (2 if quick else DEMO_SFT_EPOCHS)))
-    if offline:  # the seed's recipe: RCE warm-up, then offline GRPO on the beams (π_ref = the warmed-up policy)
+    if offline:  # the Lever-Plus recipe: RCE warm-up, then offline GRPO on the beams (π_ref = the warmed-up policy)
         cfg = dataclasses.replace(sft_cfg, grpo=GRPOConfig(reference='warmup'),
                                   curriculum=CurriculumConfig(rce_epochs=rce_epochs if rce_epochs is not None else 1,
                                                               grpo_epochs=grpo_epochs if grpo_epochs is not None else (1 if quick else DEMO_GRPO_EPOCHS)))
@@ -310,10 +324,11 @@ def demo_main(argv=None):
     p.add_argument('--quick', action='store_true', help='tiny world and few epochs (seconds)')
     p.add_argument('--sft_epochs', type=int, default=None); p.add_argument('--rce_epochs', type=int, default=None)
     p.add_argument('--grpo_epochs', type=int, default=None)
-    p.add_argument('--offline', action='store_true', help="v3 = the seed's RCE + offline GRPO on the beams (default: online GRPO + unlabeled queries)")
+    p.add_argument('--offline', action='store_true', help="v3 = the Lever-Plus recipe's RCE + offline GRPO on the beams (default: online GRPO + unlabeled queries)")
+    p.add_argument('--overwrite', action='store_true', help='replace an earlier demo in --out (otherwise refused)')
     p.add_argument('--no_progress', action='store_true')
     a = p.parse_args(argv)
-    return run_demo(a.out, a.seed, a.quick, a.sft_epochs, a.rce_epochs, a.grpo_epochs, not a.no_progress, a.offline)
+    return run_demo(a.out, a.seed, a.quick, a.sft_epochs, a.rce_epochs, a.grpo_epochs, not a.no_progress, a.offline, a.overwrite)
 
 # %% ../nbs/13_cli.ipynb #0769c3a1
 def make_data(): _run_main(make_data_main)

@@ -11,7 +11,7 @@ from .core import *
 
 # %% auto #0
 __all__ = ['BETA_RULES', 'ControlState', 'init_control', 'register_beta_rule', 'get_beta_rule', 'update_beta',
-           'update_temperature', 'update_control']
+           'update_temperature', 'update_control', 'observe_kl', 'end_epoch']
 
 # %% ../nbs/09_kl_control.ipynb #c6b41fd9
 @dataclass(frozen=True)
@@ -21,6 +21,9 @@ class ControlState:
     temperature: float = 1.0  # current policy temperature
     n_updates: int = 0  # updates applied so far (non-finite KLs are not counted)
     last_kl: float|None = None  # KL passed to the last update
+    kl_sum: float = 0.0  # update='epoch': Σ KL·n of the batches seen since the last update
+    kl_count: int = 0  # update='epoch': sequences behind kl_sum
+    kl_ema: float|None = None  # update='ema': the moving average of the batch KL
 
     def state_dict(self)->dict:
         "Plain-data copy for a checkpoint"
@@ -107,3 +110,24 @@ def update_control(state:ControlState, # current state
     "One controller update: β by `cfg.mode`, temperature by `update_temperature`"
     new = update_beta(state, kl, cfg, n_steps)
     return replace(new, temperature=update_temperature(state.temperature, kl, cfg))
+
+# %% ../nbs/09_kl_control.ipynb #0256529f
+def observe_kl(state:ControlState, # current state
+               kl:float, # mean KL of a batch
+               n:int, # sequences behind that mean
+               cfg:ControlConfig, # update ('epoch' | 'ema'), ema_decay and the rules
+              )->ControlState: # new state: KL accumulated ('epoch') or the controller moved on the EMA ('ema')
+    "Report one batch's KL to the controller"
+    kl = float(kl)
+    if not math.isfinite(kl) or n <= 0: return state
+    if cfg.update == 'epoch': return replace(state, kl_sum=state.kl_sum + kl * n, kl_count=state.kl_count + n)
+    ema = kl if state.kl_ema is None else cfg.ema_decay * state.kl_ema + (1 - cfg.ema_decay) * kl
+    return replace(update_control(state, ema, cfg, n), kl_ema=ema)
+
+def end_epoch(state:ControlState, # current state
+              cfg:ControlConfig, # the control section of the config
+             )->ControlState: # with update='epoch': moved on the epoch's mean KL, sums reset
+    "The controller's end-of-epoch update"
+    if cfg.update != 'epoch' or not state.kl_count: return state
+    new = update_control(state, state.kl_sum / state.kl_count, cfg, state.kl_count)
+    return replace(new, kl_sum=0.0, kl_count=0)

@@ -121,7 +121,8 @@ class GRPOConfig:
     mask_zero_std: bool = False  # drop zero-variance groups from the loss
     log_ratio_clip: float = 20.0  # log-ratios clamped to ±this before exp
     seq_ratio: str = 'sum'  # 'sum': ratio of sequence probabilities; 'mean': per-shot geometric mean (GSPO)
-    refresh_old: bool = False  # refresh π_old from the policy each epoch (default: frozen SFT, offline)
+    old_policy: str = 'reference'  # offline π_old: 'reference' (frozen π_ref, the Lever-Plus recipe), 'grpo_start' (the policy entering GRPO), 'epoch' (refreshed each epoch)
+    kl_cap: float = 0.0  # per-sequence k3 KL capped at this (0 = no cap; verl uses 10)
     lr_ratio: float = 0.1  # GRPO LR = SFT LR × lr_ratio
     online_samples: int = 0  # G sequences sampled per query from the current policy and scored each step (0 = offline)
     online_every: int = 1  # with online_samples > 0: every n-th step is online, the others offline
@@ -129,6 +130,8 @@ class GRPOConfig:
     reference: str = 'sft'  # π_ref (and frozen π_old) of the KL term: 'sft' (the seed), or 'warmup' = the policy after RCE
     def __post_init__(self):
         _check(self.online_samples >= 0 and self.online_samples != 1, f'grpo.online_samples must be 0 (offline) or >= 2 (a group), got {self.online_samples}')
+        _check(self.old_policy in ('reference', 'grpo_start', 'epoch'), f"grpo.old_policy must be 'reference', 'grpo_start' or 'epoch', got {self.old_policy!r}")
+        _check(self.kl_cap >= 0, f'grpo.kl_cap must be >= 0 (0 = no cap), got {self.kl_cap}')
         _check(self.reference in ('sft', 'warmup'), f"grpo.reference must be 'sft' or 'warmup', got {self.reference!r}")
         _check(self.online_every >= 1, f'grpo.online_every must be >= 1, got {self.online_every}')
         _check(0 < self.clip_eps_low < 1 and self.clip_eps_high > 0,
@@ -153,9 +156,13 @@ class ControlConfig:
     temp_min: float = 0.5  # lower clamp of the temperature
     temp_max: float = 2.0  # upper clamp of the temperature
     temp_factor: float = 1.1  # multiplicative temperature step
+    update: str = 'epoch'  # when β and the temperature move: 'epoch' (on the epoch's mean KL) or 'ema' (each step, on an EMA of the batch KL)
+    ema_decay: float = 0.9  # with update='ema': KL_ema ← decay·KL_ema + (1 − decay)·KL_batch
     def __post_init__(self):
         _check(self.mode in ('threshold', 'proportional', 'fixed'), f"control.mode must be 'threshold', 'proportional' or 'fixed', got {self.mode!r}")
         _check(0 <= self.kl_low < self.kl_high, f'control.kl_low ({self.kl_low}) must be < control.kl_high ({self.kl_high})')
+        _check(self.update in ('epoch', 'ema'), f"control.update must be 'epoch' or 'ema', got {self.update!r}")
+        _check(0 <= self.ema_decay < 1, f'control.ema_decay must be in [0, 1), got {self.ema_decay}')
         _check(self.factor > 1, f'control.factor must be > 1, got {self.factor}')
         _check(0 < self.beta_min <= self.beta_max, f'control.beta_min/beta_max must satisfy 0 < min <= max, got {self.beta_min}, {self.beta_max}')
         _check(0 < self.temp_min <= self.temp_max, f'control.temp_min/temp_max must satisfy 0 < min <= max, got {self.temp_min}, {self.temp_max}')

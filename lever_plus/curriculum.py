@@ -17,7 +17,7 @@ __all__ = ['Stage', 'make_stages', 'total_epochs', 'stage_at', 'top_k_mask', 'st
 @dataclass(frozen=True)
 class Stage:
     "One stage of the post-training curriculum"
-    name: str  # label for logs, e.g. 'rce/all', 'grpo/top3', 'grpo/all'
+    name: str  # label for logs, e.g. 'rce/all', 'grpo/top3', 'grpo/all', 'grpo/online'
     kind: str  # 'rce' or 'grpo': which loss the stage trains with
     epochs: int  # number of epochs, >= 1
     top_k: int|None = None  # beams kept per query (best k by score); None = all beams
@@ -28,12 +28,17 @@ class Stage:
         if self.top_k is not None and self.top_k < 1: raise ConfigError(f'Stage {self.name!r}: top_k must be >= 1 or None, got {self.top_k}')
 
 def make_stages(cfg:CurriculumConfig, # rce_epochs, grpo_epochs, top_k, top_k_frac
+                grpo:GRPOConfig|None=None, # online_samples, online_every, hybrid: what a GRPO step trains on
                )->list: # list of `Stage`, in training order, none empty
-    "The curriculum of `cfg`: RCE/all → GRPO/top-k → GRPO/all"
-    n_top = math.floor(cfg.grpo_epochs * cfg.top_k_frac + 0.5)
-    plan = [('rce/all', 'rce', cfg.rce_epochs, None),
-            (f'grpo/top{cfg.top_k}', 'grpo', n_top, cfg.top_k),
-            ('grpo/all', 'grpo', cfg.grpo_epochs - n_top, None)]
+    "The curriculum of `cfg`: RCE/all → GRPO/top-k → GRPO/all, or RCE/all → GRPO/online"
+    online = grpo is not None and grpo.online_samples > 0
+    if online and grpo.online_every == 1:  # every GRPO step samples its group: no top-k of the beams
+        plan = [('rce/all', 'rce', cfg.rce_epochs, None), ('grpo/online+beams' if grpo.hybrid else 'grpo/online', 'grpo', cfg.grpo_epochs, None)]
+    else:
+        n_top, tag = math.floor(cfg.grpo_epochs * cfg.top_k_frac + 0.5), '+online' if online else ''
+        plan = [('rce/all', 'rce', cfg.rce_epochs, None),
+                (f'grpo/top{cfg.top_k}{tag}', 'grpo', n_top, cfg.top_k),
+                (f'grpo/all{tag}', 'grpo', cfg.grpo_epochs - n_top, None)]
     return [Stage(name, kind, n, k) for name, kind, n, k in plan if n > 0]
 
 def total_epochs(stages:list, # from `make_stages`

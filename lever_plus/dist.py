@@ -87,7 +87,8 @@ def ddp_check_script(out_dir:str, world:int)->str:
     return f'''
 import torch, dataclasses
 from lever_plus.core import *
-from lever_plus.train import post_train, toy_problem, tiny_config
+from lever_plus.train import post_train
+from lever_plus.testing import toy_problem, tiny_config
 from lever_plus.model import PointerSelector
 from lever_plus.dist import init_distributed
 torch.set_num_threads(1)
@@ -133,6 +134,6 @@ def make_data_ddp_check(tmp, world:int=2, timeout:int=300)->dict:
     tmp = Path(tmp)
     args = ['lever_plus_make_data', '--seed', '3', '--K', '16', '--n_pool', '200', '--n_train', '21', '--n_val', '5', '--n_test', '1', '--rl', '--no_progress']
     for n in (1, world): run_script(args + ['--out', tmp/f'data_{n}'], n, timeout)
-    names = sorted({p.name for n in (1, world) for p in (tmp/f'data_{n}').iterdir()})
+    names = sorted({p.name for n in (1, world) for p in (tmp/f'data_{n}').iterdir() if not p.name.startswith('.')})  # not the lock file
     read = lambda f: f.read_bytes() if f.exists() else None
     return {f: (read(tmp/'data_1'/f), read(tmp/f'data_{world}'/f)) for f in names}

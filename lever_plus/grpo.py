@@ -47,6 +47,7 @@ def grpo_loss(logp:Tensor, # (B, G) sequence log-prob under the policy being tra
               log_ratio_clip:float=20.0, # log-ratios clamped to ±this before exp (ratio and KL)
               n_steps:int|Tensor|None=None, # shots per sequence (int or (B, G)): GSPO per-shot mean ratio; None = sequence ratio
               loss_mask:Tensor|None=None, # (B, G) bool, beams that enter the loss (subset of `mask`); None = mask
+              kl_cap:float=0.0, # per-sequence k3 capped at this (0 = no cap), so one sequence cannot dominate a batch
              )->tuple: # loss (scalar tensor), metrics dict of floats
     "GRPO loss `L_PPO + β·L_KL` over the valid beams, with metrics"
     assert logp.shape == old_logp.shape == adv.shape == mask.shape and logp.dim() == 2, (logp.shape, old_logp.shape, adv.shape, mask.shape)
@@ -65,6 +66,7 @@ def grpo_loss(logp:Tensor, # (B, G) sequence log-prob under the policy being tra
     if ref_logp is None: kl = zero
     else:
         k3 = kl_k3(torch.where(m, logp, zero), torch.where(m, ref_logp, zero), clip=log_ratio_clip)  # (B, G), 0 outside m
+        if kl_cap > 0: k3 = k3.clamp(max=kl_cap)
         kl = k3.sum() / n
     loss = ppo + beta * kl if ref_logp is not None else ppo
     with torch.no_grad():  # all metrics leave the device in one transfer
@@ -89,4 +91,4 @@ def grpo_kwargs(cfg:GRPOConfig, # the GRPO section of the config
                )->dict: # keyword arguments of `grpo_loss`
     "`grpo_loss` keyword arguments taken from `cfg`"
     return dict(eps_low=cfg.clip_eps_low, eps_high=cfg.clip_eps_high, log_ratio_clip=cfg.log_ratio_clip,
-                n_steps=shot_num if cfg.seq_ratio == 'mean' else None)
+                n_steps=shot_num if cfg.seq_ratio == 'mean' else None, kl_cap=cfg.kl_cap)

@@ -11,6 +11,7 @@ import torch
 from torch import Tensor
 from fastcore.basics import noop
 from .core import *
+from .checkpoint import open_run_dir, append_jsonl
 from .data import BeamData, BeamDataset, load_embeddings, make_loader, read_beam_data, split_records
 from .model import PointerSelector
 from .lora import build_selector, selector_step_log_probs
@@ -62,10 +63,10 @@ class SingleProcess:
 class SelectorForward(torch.nn.Module):
     "`forward(batch)` = the selector's teacher-forced log-probs, so `DistributedDataParallel` can wrap the selector"
     def __init__(self, selector): super().__init__(); self.selector = selector
-    def forward(self, batch:dict, full:bool=False, avail:bool=False): # (B, G) sequence log-probs, or (B, G, S, K) step log-softmax [, (B, G, S, K) pickable]
+    def forward(self, batch:dict, full:bool=False, avail:bool=False, temperature:float=1.0): # (B, G) sequence log-probs, or (B, G, S, K) step log-softmax [, (B, G, S, K) pickable]
         m = self.selector
-        if not (full or avail): return m.log_prob(batch)
-        lp, ok = selector_step_log_probs(m, batch)  # v0 also needs the pool ids
+        if not (full or avail): return m.log_prob(batch, temperature)
+        lp, ok = selector_step_log_probs(m, batch, temperature=temperature)  # v0 also needs the pool ids
         return (lp, ok) if avail else lp
 
 # %% ../nbs/05_sft.ipynb #416405eb
@@ -129,9 +130,6 @@ def evaluate_sft(model:PointerSelector, loader, # iterable of batch dicts
     return out
 
 # %% ../nbs/05_sft.ipynb #821d94d7
-def _append_jsonl(path:Path, rec:dict):
-    with open(path, 'a') as f: f.write(json.dumps(rec) + '\n')
-
 def _save(model, d:Path, cfg, rec:dict):
     "Checkpoint folder: model.safetensors + config.json (TrainConfig) + metrics.json (the epoch record)"
     model.save_pretrained(d, cfg)
@@ -151,14 +149,19 @@ def train_sft(model:PointerSelector, train_loader, # sized iterable of batch dic
     "Supervised training of `model` (in place) on the target beams; keeps the best epoch in `output_dir/best`"
     ctx = ctx or SingleProcess()
     out = Path(output_dir)
-    if ctx.is_main: out.mkdir(parents=True, exist_ok=True)
+    lock = open_run_dir(out, 'sft', main=ctx.is_main)  # None when `run_sft` holds the folder already
+    try: return _train_sft(model, train_loader, val_loader, cfg, out, log, scorer, ctx)
+    finally:
+        if lock is not None: lock.release()
+
+def _train_sft(model, train_loader, val_loader, cfg, out, log, scorer, ctx):
     dev = next(model.parameters()).device
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.sft.lr, weight_decay=cfg.sft.weight_decay)
     sched = cosine_schedule(opt, cfg.sft.epochs * len(train_loader), cfg.run.warmup_frac)
     fwd = ctx.wrap(SelectorForward(model))  # gradients averaged across ranks under torchrun
     step, bad, best, best_epoch, hist = 0, 0, None, 0, []
     def emit(rec):
-        if ctx.is_main: _append_jsonl(out/'metrics.jsonl', rec)
+        if ctx.is_main: append_jsonl(out/'metrics.jsonl', [rec])
         log(rec)
     for epoch in range(1, cfg.sft.epochs + 1):
         model.train()
@@ -205,6 +208,7 @@ def run_sft(beam_data, # beam / RL JSON of the training queries
             scorer=None, # optional `Scorer`: greedy-decode info score / VQA accuracy in validation (and best/ by info score)
             log=noop, # called with every metrics record
             ctx=None, # run context (`lever_plus.dist.init_distributed()` under torchrun; None = one process)
+            overwrite:bool=False, # replace an earlier SFT run in `output_dir` (otherwise refused)
            )->dict: # summary: dirs, best epoch record, history, sizes, parameter counts, time_s, resolved config
     "Train a selector by SFT from files"
     ctx = ctx or SingleProcess()
@@ -227,10 +231,14 @@ def run_sft(beam_data, # beam / RL JSON of the training queries
     model = build_selector(cfg.model).to(get_device(cfg.run.device))
     cfg = replace(cfg, model=model.cfg)  # v2_lora: the base's architecture + the adapters
     out = Path(output_dir)
-    if ctx.is_main: out.mkdir(parents=True, exist_ok=True); save_config(cfg, out/'config.json')
-    t0 = time.time()
-    hist = train_sft(model, tl, vl, cfg, out, log=log, scorer=scorer, ctx=ctx)
-    time_s = time.time() - t0
+    lock = open_run_dir(out, 'sft', dict(beam_data=beam_data, val_beam_data=val_beam_data, embeddings=embeddings), overwrite, main=ctx.is_main)
+    try:
+        if ctx.is_main: save_config(cfg, out/'config.json')
+        t0 = time.time()
+        hist = train_sft(model, tl, vl, cfg, out, log=log, scorer=scorer, ctx=ctx)
+        time_s = time.time() - t0
+    finally:
+        if lock is not None: lock.release()
     best = json.loads((out/'best'/'metrics.json').read_text())
     return dict(output_dir=str(out), best_dir=str(out/'best'), last_dir=str(out/'last'), best_epoch=best['epoch'], best=best,
                 history=hist, n_params=model.n_params, n_trainable=sum(p.numel() for p in model.parameters() if p.requires_grad),

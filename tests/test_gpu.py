@@ -18,7 +18,8 @@ def exact_fp32():
 
 def _toy_run(device:str, out:Path, **grpo):
     from lever_plus.core import ModelConfig, CurriculumConfig, GRPOConfig, set_seed
-    from lever_plus.train import post_train, toy_problem, tiny_config
+    from lever_plus.train import post_train
+    from lever_plus.testing import toy_problem, tiny_config
     from lever_plus.model import PointerSelector
     tr, va, sc = toy_problem(n_query=64)
     cfg = tiny_config(seed=0, device=device)
@@ -52,7 +53,8 @@ NCCL_SCRIPT = textwrap.dedent('''
     import dataclasses, os, sys, torch, torch.distributed as tdist
     from pathlib import Path
     from lever_plus.core import *
-    from lever_plus.train import post_train, toy_problem, tiny_config
+    from lever_plus.train import post_train
+    from lever_plus.testing import toy_problem, tiny_config
     from lever_plus.model import PointerSelector
     from lever_plus.dist import DistContext
     torch.backends.cuda.matmul.allow_tf32 = False

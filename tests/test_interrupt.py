@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import load_file
 from lever_plus.core import CurriculumConfig, DataConfig, RunConfig, TrainConfig, TrainingError
 from lever_plus.model import PointerSelector
-from lever_plus.train import latest_checkpoint, load_trainer_state
+from lever_plus.checkpoint import latest_checkpoint, load_trainer_state
 from conftest import cli_env, grpo_args, script
 
 N_EPOCHS = 4  # 1 RCE + 3 GRPO epochs of 3 steps each
@@ -182,7 +182,7 @@ def test_non_finite_weights_stop_after_max_bad_steps(sft_ckpt, data, tmp_path):
     policy = PointerSelector.from_pretrained(sft_ckpt)
     with torch.no_grad(): policy.inp.weight[0, 0] = float('nan')  # every log-prob, hence every loss, is NaN
     rows = []
-    with pytest.raises(TrainingError, match=r'3 consecutive non-finite losses/gradients at step 2 \(epoch 1, stage rce'):
+    with pytest.raises(TrainingError, match=r'3 consecutive non-finite losses/gradients at step 3 \(epoch 1, stage rce'):
         post_train(_cfg(max_bad_steps=3), policy, data['train'], data['val'], tmp_path/'run', log=rows.append, progress=False)
     assert [(r['step'], r['skipped'], r['loss']) for r in rows] == [(1, True, None), (2, True, None)]
     assert not (tmp_path/'run'/'checkpoints').exists()  # nothing past the (frozen) reference was saved

@@ -46,7 +46,7 @@ VARIANTS = {
     'no_rce': dict(curriculum=dict(rce_epochs=0)),                # ablation: GRPO straight from SFT
     'no_curriculum': dict(curriculum=dict(top_k_frac=0.0)),       # ablation: all beams from the first GRPO epoch
     'fixed_beta': dict(control=dict(mode='fixed')),               # ablation: β stays at grpo.beta
-    'refresh_old': dict(grpo=dict(refresh_old=True)),             # ablation: π_old refreshed every epoch
+    'refresh_old': dict(grpo=dict(old_policy='epoch')),           # ablation: π_old refreshed every epoch
     'no_std': dict(grpo=dict(adv_mode='no_std')),                 # ablation: advantages not divided by the std
     'online': dict(grpo=dict(online_samples=8)),                  # issue 10: online GRPO, 8 samples per query
     'hybrid': dict(grpo=dict(online_samples=8, hybrid=True)),     # issue 10: 8 samples + the 5 offline beams
@@ -104,7 +104,7 @@ def ensure_data(work, seed, shot, quick):
     if _done(d): return d
     say(f'seed {seed} shot {shot}: data → {d}')
     t = time.perf_counter()
-    s = make_data(d, seed=seed, shot_num=shot, progress=False, **(QUICK_WORLD if quick else {}))
+    s = make_data(d, seed=seed, shot_num=shot, progress=False, overwrite=True, **(QUICK_WORLD if quick else {}))  # over an unfinished attempt
     _finish(d, dict(seconds=time.perf_counter() - t, summary=s))
     return d
 
@@ -115,7 +115,8 @@ def ensure_extras(work, seed, quick):
     if (d/'queries_unlabeled.json').is_file() and (d/'beams_train_rl.json').is_file(): return d
     say(f'seed {seed}: + unlabeled queries, RL-format files → {d}')
     before = {f: (d/f).read_bytes() for f in ('beams_train.json', 'beams_val.json', 'beams_test.json')}
-    make_data(d, seed=seed, shot_num=2, progress=False, rl=True, n_unlabeled=N_UNLABELED_QUICK if quick else N_UNLABELED, **(QUICK_WORLD if quick else {}))
+    make_data(d, seed=seed, shot_num=2, progress=False, rl=True, n_unlabeled=N_UNLABELED_QUICK if quick else N_UNLABELED, overwrite=True,
+              **(QUICK_WORLD if quick else {}))  # the same world again, with the extra files
     for f, b in before.items():
         if (d/f).read_bytes() != b: raise RuntimeError(f'{d/f}: changed when unlabeled queries were added')
     return d
