@@ -11,7 +11,7 @@ from fastcore.basics import patch
 from fastcore.meta import delegates
 from tqdm import tqdm
 from .core import *
-from .sim import Scorer
+from .scorer import Scorer
 from .beams import sample_candidates, beam_search, beams_to_records, write_beams, SAMPLERS
 from .real import *
 
