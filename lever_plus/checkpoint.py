@@ -111,7 +111,7 @@ def open_run_dir(folder, # the output folder (created if needed)
     out = Path(folder)
     if out.is_symlink() and not out.exists():
         raise OutputError(f'{out}: is a symbolic link to a missing folder ({os.readlink(out)}); remove the link or create its target')
-    if out.exists() and not out.is_dir(): raise OutputError(f'{out}: exists and is not a folder; choose another output folder')
+    if out.exists() and not out.is_dir(): raise ConfigError(f'{out}: output_dir exists and is not a folder; choose another output folder')
     for name, p in (inputs or {}).items():
         if p and _inside(p, out):
             raise ConfigError(f'{out}: the output folder contains the input {name} ({p}); write the run to a folder of its own')

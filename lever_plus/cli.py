@@ -217,7 +217,7 @@ def eval_main(argv=None):
     "lever_plus_eval: compare selectors with random / similarity baselines and the beam oracle on held-out queries"
     from lever_plus.evaluate import run_eval
     p = argparse.ArgumentParser(prog='lever_plus_eval', description=eval_main.__doc__.split(': ', 1)[1])
-    p.add_argument('--ckpt', action='append', default=[], help='selector checkpoint folder or run folder (its best/); repeat for several')
+    p.add_argument('--ckpt', action='append', default=[], help='selector checkpoint folder of any version (v0, v1, v2, v2_lora) or run folder (its best/); repeat for several')
     p.add_argument('--name', action='append', default=None, help='row name of each --ckpt, in order (default: from the folder)')
     p.add_argument('--embeddings', required=True, help='embeddings.safetensors (or its folder) or an upstream .pt tensor')
     p.add_argument('--beam_data', action='append', default=None, help='beam JSON or a folder with beams_{split}.json; repeat for several shot numbers')
@@ -234,17 +234,6 @@ def eval_main(argv=None):
     return res
 
 # %% ../nbs/13_cli.ipynb #9bafbd99
-def _plot_eval(rows, png):
-    import matplotlib; matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(1, 2, figsize=(11, 3.8))
-    names = [r['method'] for r in rows]
-    for a, key, title in ((ax[0], 'info', 'info score'), (ax[1], 'acc', 'VQA accuracy')):
-        m = [r[key] for r in rows]; lo = [r[key] - r[f'{key}_ci'][0] for r in rows]; hi = [r[f'{key}_ci'][1] - r[key] for r in rows]
-        a.bar(names, m, yerr=[lo, hi], capsize=3, color=['#bbb'] * (len(rows) - 3) + ['#6a9', '#27a', '#999'][-min(3, len(rows)):])
-        a.set_title(f'{title} on held-out queries (95 % CI)'); a.tick_params(axis='x', rotation=30)
-    fig.tight_layout(); fig.savefig(png, dpi=80); plt.close(fig)
-
 def run_demo(out, # output folder
              seed:int=0, # seed of everything
              quick:bool=False, # a tiny world and few epochs (seconds; for tests)
@@ -267,7 +256,7 @@ def _run_demo(out, seed, quick, sft_epochs, rce_epochs, grpo_epochs, progress, o
     from lever_plus.data import load_datasets
     from lever_plus.sim import SimScorer
     from lever_plus.model import PointerSelector
-    from lever_plus.evaluate import evaluate_methods, results_table
+    from lever_plus.evaluate import evaluate_methods, results_table, plot_eval
     t0, times = time.perf_counter(), {}
     world = dict(n_pool=400, n_train=64, n_val=16, n_test=32, K=16) if quick else {}
     if not offline: world['n_unlabeled'] = 64 if quick else DEMO_UNLABELED
@@ -304,7 +293,7 @@ def _run_demo(out, seed, quick, sft_epochs, rce_epochs, grpo_epochs, progress, o
     times['eval'] = time.perf_counter() - t0 - sum(times.values())
     table = results_table(rows)
     atomic_write_text(out/'eval.json', json.dumps([{k: v for k, v in r.items() if k != 'per_query_info'} for r in rows], indent=1) + '\n')
-    _plot_eval(rows, out/'eval.png')
+    plot_eval(rows, out/'eval.png')
     total = time.perf_counter() - t0
     report = (f'# lever_plus demo (seed {seed})\n\nHeld-out test queries: {rows[0]["n"]}. SFT best epoch {sft["best_epoch"]}, '
               f'v3 best epoch {v3["best_epoch"]}.\n\n{table}\n\nTimes (s): ' + ', '.join(f'{k} {v:.1f}' for k, v in times.items()) +

@@ -14,54 +14,7 @@ from .data import save_embeddings
 from .real import *
 
 # %% auto #0
-__all__ = ['tiny_tokenizer', 'tiny_image_processor', 'tiny_clip', 'load_clip', 'encode_images', 'encode_texts',
-           'combine_upstream', 'extract_clip_embeddings', 'prepare_vqa']
-
-# %% ../nbs/14a_clip.ipynb #807532cd
-_TINY_WORDS = ('what is the color of dog cat bus how many people are there is this a kitchen yes no red blue '
-               'green white black two three four Question: Short answer: running sitting table sky ?').split()
-
-def tiny_tokenizer(special:tuple=('<pad>', '<s>', '</s>'), # special tokens (ids 0, 1, ...); must hold '<pad>', '<s>', '</s>'
-                   wrap:bool=False, # add `<s> … </s>` around every text (CLIP pools at `</s>`)
-                   image_token:str|None=None, # extra special token for images (VLM processors), e.g. '<image>'
-                   max_len:int=77, # model_max_length
-                   vocab_size:int=320):
-    "A byte-level BPE `PreTrainedTokenizerFast` trained offline on a few sentences"
-    from tokenizers import Tokenizer, models, pre_tokenizers, decoders, trainers, processors
-    from transformers import PreTrainedTokenizerFast
-    sp = list(special) + ([image_token] if image_token else [])
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer, tok.decoder = pre_tokenizers.ByteLevel(add_prefix_space=False), decoders.ByteLevel()
-    rng = random.Random(0)
-    corpus = [' '.join(rng.choices(_TINY_WORDS, k=8)) for _ in range(200)]
-    tok.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=sp, show_progress=False,
-                                                        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    if wrap: tok.post_processor = processors.TemplateProcessing(single='<s> $A </s>', special_tokens=[(t, tok.token_to_id(t)) for t in ('<s>', '</s>')])
-    kw = {'extra_special_tokens': {'image_token': image_token}} if image_token else {}
-    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token='<pad>', bos_token='<s>', eos_token='</s>', model_max_length=max_len, **kw)
-
-def tiny_image_processor(size:int=32):
-    "A CLIP image processor (PIL backend: no torchvision needed) that resizes and crops to `size`×`size`"
-    import transformers
-    cls = getattr(transformers, 'CLIPImageProcessorPil', None) or transformers.CLIPImageProcessor
-    return cls(size={'shortest_edge': size}, crop_size={'height': size, 'width': size})
-
-def tiny_clip(out_dir, # folder to write (config.json, model.safetensors, tokenizer + processor files)
-              d:int=16, # projection (embedding) size
-              seed:int=0, # weight init seed
-             )->Path:
-    "Save a random-init tiny `CLIPModel` + `CLIPProcessor` that load by path, offline"
-    from transformers import CLIPConfig, CLIPModel, CLIPProcessor
-    # eos id ≠ 2: CLIP's text model then pools at the first `</s>` (id 2 selects its legacy rule: the largest token id)
-    tok = tiny_tokenizer(('<pad>', '<unk>', '<s>', '</s>'), wrap=True, max_len=32)
-    tc = dict(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
-              max_position_embeddings=32, pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
-    vc = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, image_size=32, patch_size=8)
-    with torch.random.fork_rng():  # leave the caller's RNG alone
-        torch.manual_seed(seed)
-        CLIPModel(CLIPConfig(text_config=tc, vision_config=vc, projection_dim=d)).save_pretrained(out_dir)
-    CLIPProcessor(image_processor=tiny_image_processor(32), tokenizer=tok).save_pretrained(out_dir)
-    return Path(out_dir)
+__all__ = ['load_clip', 'encode_images', 'encode_texts', 'combine_upstream', 'extract_clip_embeddings', 'prepare_vqa']
 
 # %% ../nbs/14a_clip.ipynb #58143335
 def load_clip(model:str, # hub name ('openai/clip-vit-base-patch32') or local folder

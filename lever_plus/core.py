@@ -15,7 +15,7 @@ __all__ = ['LeverPlusError', 'ConfigError', 'BeamDataError', 'EmbeddingError', '
            'ModelConfig', 'DataConfig', 'SFTConfig', 'RCEConfig', 'GRPOConfig', 'ControlConfig', 'CurriculumConfig',
            'RewardConfig', 'RunConfig', 'TrainConfig', 'config_from_dict', 'config_to_dict', 'load_config',
            'save_config', 'atomic_write_bytes', 'atomic_write_text', 'set_seed', 'get_device', 'rng_state',
-           'set_rng_state']
+           'set_rng_state', 'Registry']
 
 # %% ../nbs/00_core.ipynb #5c5329a5
 class LeverPlusError(Exception):
@@ -338,3 +338,25 @@ def set_rng_state(st:dict):
     "Restore the RNGs from `rng_state()`"
     random.setstate(st['python']); np.random.set_state(st['numpy']); torch.set_rng_state(st['torch'])
     if 'cuda' in st and torch.cuda.is_available(): torch.cuda.set_rng_state_all(st['cuda'])
+
+# %% ../nbs/00_core.ipynb #820935dd
+class Registry(dict):
+    "Named implementations of one kind (a dict), filled by the `register` decorator; `lookup` lists the valid names on a miss"
+    def __init__(self, what:str, # what the names name, for messages: 'advantage mode', 'selector version', ...
+                 field:str=''): # the config field that holds the name, e.g. 'grpo.adv_mode'
+        super().__init__()
+        self.what, self.field = what, field
+
+    def register(self, name:str):
+        "Decorator adding the decorated object under `name` (it is returned unchanged)"
+        def deco(obj):
+            self[name] = obj
+            return obj
+        return deco
+
+    def lookup(self, name:str):
+        "The entry registered as `name`; a `ConfigError` naming the field and the valid names otherwise"
+        if name not in self:
+            where = f' ({self.field})' if self.field else ''
+            raise ConfigError(f"unknown {self.what} {name!r}{where}; valid: {', '.join(map(repr, self))}")
+        return self[name]

@@ -12,10 +12,11 @@ from torch import Tensor
 from .core import *
 from .data import BeamDataset, make_loader, load_embeddings, load_datasets
 from .beams import random_select, similarity_topk
-from .model import PointerSelector
+from .model import PointerSelector, load_selector, checkpoint_dir
+from .dist import to_device
 
 # %% auto #0
-__all__ = ['BASELINES', 'BASELINE_LABELS', 'feature_views', 'select_sequences', 'bootstrap_ci', 'score_method',
+__all__ = ['BASELINES', 'BASELINE_LABELS', 'feature_views', 'pick_sequences', 'select_sequences', 'bootstrap_ci', 'score_method',
            'evaluate_methods', 'results_table', 'summarize_seeds', 'paired_gain', 'plot_eval', 'selector_flops',
            'resolve_checkpoint', 'checkpoint_name', 'run_eval', 'plot_shots']
 
@@ -37,6 +38,39 @@ def _stack(ds:BeamDataset):
     return b
 
 @torch.no_grad()
+def pick_sequences(method, # a name in BASELINES, or a selector with `decode`
+                   store, # the `EmbeddingStore` of the queries and the pool
+                   query_ids:Tensor, # (N,) query ids
+                   cand_ids:Tensor, # (N, K) pool ids of each query's candidates
+                   S:int, # shots per sequence
+                   seed:int=0, # seed of 'random'
+                   beams:Tensor|None=None, # (N, G, S) each query's beams as positions into its candidates, best first ('oracle')
+                   batch_size:int=256, # queries per `decode` call of a selector
+                  )->Tensor: # (N, S) pool ids
+    "The S pool ids `method` picks from each query's candidates"
+    if isinstance(method, str):
+        if method not in BASELINES: raise ConfigError(f'unknown method {method!r}; valid: {", ".join(map(repr, BASELINES))} or a selector model')
+        if method == 'random': return random_select(cand_ids, S, seed)
+        if method == 'oracle':
+            if beams is None or beams.shape[-1] != S: raise ConfigError(f'the beam oracle needs {S}-shot beams of the queries')
+            return cand_ids.gather(1, beams[:, 0])
+        return similarity_topk(feature_views(store), query_ids, cand_ids, S, _MODALITY[method])
+    if not callable(getattr(method, 'decode', None)):
+        raise ConfigError(f'method {method!r} is neither a baseline name ({", ".join(map(repr, BASELINES))}) nor a selector with `decode`')
+    d_in = getattr(getattr(method, 'cfg', None), 'd_in', None)
+    if d_in is not None and d_in != store.d_in:
+        raise EmbeddingError(f'{store.path or "the embeddings"}: features have d_in={store.d_in} but the selector expects '
+                             f'd_in={d_in}; evaluate it on the embeddings it was trained on')
+    method.eval()
+    dev = next(method.parameters()).device
+    ids = []
+    for i in range(0, len(query_ids), batch_size):
+        c = cand_ids[i:i + batch_size]
+        x = to_device(dict(query=store.queries[query_ids[i:i + batch_size]], cands=store.pool[c], cand_ids=c), dev)
+        ids.append(method.decode(x['query'], x['cands'], 'greedy', S, cand_ids=x['cand_ids'])[2].cpu())
+    return torch.cat(ids) if ids else cand_ids.new_zeros(0, S)
+
+@torch.no_grad()
 def select_sequences(method, # a name in BASELINES, or a selector with `decode`
                      ds:BeamDataset, # the held-out queries with their candidate pools
                      seed:int=0, # seed of 'random'
@@ -45,26 +79,9 @@ def select_sequences(method, # a name in BASELINES, or a selector with `decode`
                     )->tuple: # query ids (N,), pool ids (N, S)
     "Sequences picked by `method` for every query of `ds`"
     b, S = _stack(ds), shot_num or ds.shot_num
-    q, cand_ids = b['query_ids'], b['cand_ids']
-    if isinstance(method, str):
-        if method not in BASELINES: raise ConfigError(f'unknown method {method!r}; valid: {", ".join(map(repr, BASELINES))} or a selector model')
-        if method == 'random': return q, random_select(cand_ids, S, seed)
-        if method == 'oracle':
-            if S != ds.shot_num: raise ConfigError(f'the beam oracle of {ds.path} has {ds.shot_num}-shot beams, not {S}: '
-                                                   f'evaluate shot {S} on beam data made with shot_num={S}')
-            return q, cand_ids.gather(1, b['beams'][:, 0])
-        return q, similarity_topk(feature_views(ds.store), q, cand_ids, S, _MODALITY[method])
-    if not callable(getattr(method, 'decode', None)):
-        raise ConfigError(f'method {method!r} is neither a baseline name ({", ".join(map(repr, BASELINES))}) nor a selector with `decode`')
-    d_in = getattr(getattr(method, 'cfg', None), 'd_in', None)
-    if d_in is not None and d_in != ds.store.d_in:
-        raise EmbeddingError(f'{ds.store.path or "the embeddings"}: features have d_in={ds.store.d_in} but the selector expects '
-                             f'd_in={d_in}; evaluate it on the embeddings it was trained on')
-    method.eval()
-    dev = next(method.parameters()).device
-    ids = [method.decode(x['query'].to(dev), x['cands'].to(dev), 'greedy', S, cand_ids=x['cand_ids'].to(dev))[2].cpu()
-           for x in make_loader(ds, batch_size, shuffle=False)]
-    return q, torch.cat(ids)
+    if isinstance(method, str) and method == 'oracle' and S != ds.shot_num:
+        raise ConfigError(f'the beam oracle of {ds.path} has {ds.shot_num}-shot beams, not {S}: evaluate shot {S} on beam data made with shot_num={S}')
+    return b['query_ids'], pick_sequences(method, ds.store, b['query_ids'], b['cand_ids'], S, seed, b['beams'], batch_size)
 
 # %% ../nbs/12_eval.ipynb #9497e2d7
 def bootstrap_ci(x, # (N,) per-query values
@@ -240,10 +257,9 @@ def selector_flops(cfg:ModelConfig, # the selector's config (d_in, d_model, n_la
 # %% ../nbs/12_eval.ipynb #e2992914
 def resolve_checkpoint(path)->Path:
     "A selector checkpoint folder: `path` itself, or its `best/` when `path` is a run folder"
-    p = Path(path)
+    p = checkpoint_dir(path)
     if (p/'model.safetensors').is_file(): return p
-    if (p/'best'/'model.safetensors').is_file(): return p/'best'
-    raise CheckpointError(f'{p}: no model.safetensors here or in {p/"best"}; pass a checkpoint folder written by the trainer')
+    raise CheckpointError(f'{Path(path)}: no model.safetensors here or in {p/"best"}; pass a checkpoint folder written by the trainer')
 
 def checkpoint_name(path)->str:
     "A row name for a checkpoint: 'SFT v2', 'v3 (RCE+GRPO)', 'v3 (RCE only)', 'v3 (GRPO, online)', ..."
@@ -268,7 +284,7 @@ def _beam_files(beam_data, split:str)->list:
     return out
 
 # %% ../nbs/12_eval.ipynb #6540da71
-def run_eval(ckpts:list, # selector checkpoint folders (or run folders: their best/)
+def run_eval(ckpts:list, # selector checkpoint folders of any version (or run folders: their best/)
              embeddings, # embeddings.safetensors (or its folder) or an upstream .pt tensor
              beam_data=None, # beam JSON, a folder with beams_{split}.json, or a list of them (one per shot number); None = the embeddings' folder
              split:str='test', # which beams_{split}.json a folder gives
@@ -299,7 +315,7 @@ def run_eval(ckpts:list, # selector checkpoint folders (or run folders: their be
     dup = {n for n in names if names.count(n) > 1}
     names = [f'{n} [{p.parent.name if p.name == "best" else p.name}]' if n in dup else n for n, p in zip(names, paths)]
     names = [f'{n} #{i + 1}' if names.count(n) > 1 else n for i, n in enumerate(names)]  # still the same: number them
-    models = {n: PointerSelector.from_pretrained(p, device) for n, p in zip(names, paths)}
+    models = {n: load_selector(p, device) for n, p in zip(names, paths)}  # any version: v0, v1, v2, v2_lora
     res, table = {}, []
     for S in (shots or sorted(sets)):
         ds = sets.get(S, sets[next(iter(sets))])

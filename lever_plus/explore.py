@@ -11,8 +11,8 @@ import torch
 from torch import Tensor
 from .core import *
 from .data import BeamDataset
-from .beams import random_select, similarity_topk, similarity
-from .evaluate import BASELINES, BASELINE_LABELS, feature_views, _MODALITY
+from .beams import similarity
+from .evaluate import BASELINE_LABELS, feature_views, pick_sequences
 
 # %% auto #0
 __all__ = ['pca_2d', 'query_view', 'save_views', 'load_views', 'plot_query', 'explorer', 'first_disagreement']
@@ -32,17 +32,8 @@ def pca_2d(x:Tensor, # (K, d) points that define the axes
 
 # %% ../nbs/15_explore.ipynb #964196b0
 def _pick(method, ds:BeamDataset, it:dict, S:int, seed:int)->Tensor:
-    "Pool ids (S,) `method` picks for dataset item `it`"
-    q, cand = torch.tensor([it['query_id']]), it['cand_ids'][None]  # (1,), (1, K)
-    if isinstance(method, str):
-        if method not in BASELINES: raise ConfigError(f'unknown method {method!r}; valid: {", ".join(map(repr, BASELINES))} or a selector model')
-        if method == 'oracle': return it['cand_ids'][it['beams'][0]]
-        if method == 'random': return random_select(cand, S, seed)[0]
-        return similarity_topk(feature_views(ds.store), q, cand, S, _MODALITY[method])[0]
-    method.eval()
-    dev = next(method.parameters()).device
-    with torch.no_grad(): _, _, ids = method.decode(it['query'][None].to(dev), it['cands'][None].to(dev), 'greedy', S, cand_ids=cand.to(dev))
-    return ids[0].cpu()
+    "Pool ids (S,) `method` picks for dataset item `it` (`lever_plus.evaluate.pick_sequences` on one query)"
+    return pick_sequences(method, ds.store, torch.tensor([it['query_id']]), it['cand_ids'][None], S, seed, it['beams'][None])[0]
 
 def query_view(ds:BeamDataset, # held-out queries with their pools and beams
                i:int, # index of the query in `ds` (not its id)

@@ -11,13 +11,11 @@ import torch
 from torch import nn, Tensor
 from torch.nn.utils import parametrize
 from .core import *
-from .model import PointerSelector
-from .v0 import GPTSelector
-from .model import read_checkpoint, load_weights
+from .model import PointerSelector, SELECTORS, fresh_selector
+from .model import load_selector  # re-exported: `lever_plus.model.load_selector` is the loader of every version
 
 # %% auto #0
-__all__ = ['LoRA', 'lora_targets', 'add_lora', 'lora_parameters', 'merge_lora', 'load_selector', 'build_selector',
-           'selector_step_log_probs']
+__all__ = ['LoRA', 'lora_targets', 'add_lora', 'lora_parameters', 'merge_lora', 'build_selector', 'selector_step_log_probs']
 
 # %% ../nbs/04b_lora.ipynb #ac2da9ee
 class LoRA(nn.Module):
@@ -57,6 +55,11 @@ def add_lora(model:PointerSelector, # a v2 selector; changed in place
     model.cfg = replace(model.cfg, version='v2_lora', lora_rank=rank, lora_alpha=float(alpha), base_ckpt=str(base_ckpt))
     return model
 
+@SELECTORS.register('v2_lora')
+def _fresh_lora(cfg:ModelConfig)->PointerSelector:
+    "An untrained v2_lora selector: a v2 of `cfg`'s architecture with zero-initialised adapters"
+    return add_lora(PointerSelector(replace(cfg, version='v2')), cfg.lora_rank, cfg.lora_alpha, cfg.base_ckpt)
+
 def lora_parameters(model:nn.Module)->list: # the adapters' A and B tensors
     "Every adapter parameter of `model`"
     return [p for m in model.modules() if isinstance(m, LoRA) for p in m.parameters()]
@@ -75,28 +78,9 @@ def merge_lora(model:PointerSelector, # a v2_lora selector (left unchanged)
     return out.to(next(model.parameters()).device).train(model.training)
 
 # %% ../nbs/04b_lora.ipynb #0f5fdd2e
-def _resolve(path)->Path:
-    "A checkpoint folder: `path` itself, or its `best/` when `path` is a run folder"
-    p = Path(path)
-    return p/'best' if not (p/'model.safetensors').is_file() and (p/'best'/'model.safetensors').is_file() else p
-
-def _fresh(cfg:ModelConfig):
-    "An untrained selector of `cfg.version` (v2_lora: a v2 with zero-initialised adapters)"
-    if cfg.version == 'v0': return GPTSelector(cfg)
-    if cfg.version == 'v2_lora': return add_lora(PointerSelector(replace(cfg, version='v2')), cfg.lora_rank, cfg.lora_alpha, cfg.base_ckpt)
-    return PointerSelector(cfg)
-
-def load_selector(path, # checkpoint folder (or a run folder with best/) of any version
-                  device='cpu'):
-    "Load a selector of any version (v0, v1, v2, v2_lora) saved by `save_pretrained` (eval mode)"
-    path = _resolve(path)
-    cfg, sd = read_checkpoint(path, device)
-    model = load_weights(_fresh(cfg), sd, path, ('lm.lm_head.weight',) if cfg.version == 'v0' else ())
-    return model.to(device).eval()
-
 def build_selector(cfg:ModelConfig): # a selector in train mode
     "The model a training run starts from: fresh v0 / v1 / v2, or the `cfg.base_ckpt` v2 with new adapters for v2_lora"
-    if cfg.version != 'v2_lora': return _fresh(cfg).train()
+    if cfg.version != 'v2_lora': return fresh_selector(cfg).train()
     if not cfg.base_ckpt: raise ConfigError("model.version='v2_lora' needs model.base_ckpt: the v2 checkpoint folder to adapt "
                                             "(e.g. --base_ckpt runs/sft_v2/best)")
     base = load_selector(cfg.base_ckpt)

@@ -15,8 +15,8 @@ from safetensors.torch import save as _st_save, load_file as _st_load
 from .core import *
 
 # %% auto #0
-__all__ = ['NEG', 'Encoded', 'PointerSelector', 'rollout', 'beam_search_steps', 'decode_sequences', 'write_checkpoint',
-           'read_checkpoint', 'load_weights']
+__all__ = ['NEG', 'SELECTORS', 'Encoded', 'PointerSelector', 'rollout', 'beam_search_steps', 'decode_sequences',
+           'write_checkpoint', 'read_checkpoint', 'load_weights', 'fresh_selector', 'checkpoint_dir', 'load_selector']
 
 # %% ../nbs/04_model.ipynb #8f2e3d79
 NEG = -1e4  # logit of a candidate that cannot be picked (probability exactly 0 in float32)
@@ -102,6 +102,21 @@ def _take(x:Tensor, # (B, K, D)
 def _check_temperature(t):
     if not t > 0: raise ConfigError(f'temperature must be > 0, got {t}')
 
+def _check_beams(beams:Tensor, K:int):
+    "Refuse beams holding positions outside a pool of K candidates"
+    if beams.numel() and (int(beams.min()) < 0 or int(beams.max()) >= K):
+        raise BeamDataError(f'beams hold positions outside [0, K={K}): min {int(beams.min())}, max {int(beams.max())} '
+                            '(beams must be positions into the candidate pool, not pool ids)')
+
+def _taken_log_probs(lp:Tensor, # (B, G, S, K) step log-probs from `step_log_probs`
+                     beams:Tensor, # (B, G, S) the positions taken
+                     beam_mask:Tensor|None, # (B, G) bool, False = padded beam (its log-prob is 0)
+                     per_step:bool)->Tensor: # (B, G) sequence log-probs, or (B, G, S)
+    "Log-probs of the picks the beams took, summed over the steps unless `per_step`"
+    lp = lp.gather(-1, beams[..., None]).squeeze(-1)  # (B, G, S)
+    if beam_mask is not None: lp = lp.masked_fill(~beam_mask.bool()[..., None], 0.)
+    return lp if per_step else lp.sum(-1)
+
 @patch
 def step_log_probs(self:PointerSelector, query:Tensor, # (B, d_in)
                    cands:Tensor, # (B, K, d_in)
@@ -113,9 +128,7 @@ def step_log_probs(self:PointerSelector, query:Tensor, # (B, d_in)
     _check_temperature(temperature)
     B, G, S = beams.shape
     K = cands.shape[1]
-    if beams.numel() and (int(beams.min()) < 0 or int(beams.max()) >= K):
-        raise BeamDataError(f'beams hold positions outside [0, K={K}): min {int(beams.min())}, max {int(beams.max())} '
-                            '(beams must be positions into the candidate pool, not pool ids)')
+    _check_beams(beams, K)
     enc = self.encode(query, cands, cand_mask)
     h = enc.state[:, None].expand(B, G, -1)  # (B, G, D)
     avail = enc.avail[:, None].expand(B, G, K)  # (B, G, K)
@@ -134,12 +147,8 @@ def log_prob(self:PointerSelector, batch:dict, # needs query, cands, beams; opti
             )->Tensor: # (B, G) sequence log-probs (0 for padded beams), or (B, G, S)
     "Log-probs of `batch['beams']` under teacher forcing; each query's pool is encoded once"
     beams = batch['beams']
-    B, G, S = beams.shape
     lp, _ = self.step_log_probs(batch['query'], batch['cands'], beams, batch.get('cand_mask'), temperature)
-    lp = lp.gather(-1, beams[..., None]).squeeze(-1)  # (B, G, S)
-    m = batch.get('beam_mask')
-    if m is not None: lp = lp.masked_fill(~m.bool()[..., None], 0.)
-    return lp if per_step else lp.sum(-1)
+    return _taken_log_probs(lp, beams, batch.get('beam_mask'), per_step)
 
 # %% ../nbs/04_model.ipynb #08202a19
 def rollout(next_lp, # state → (B, G, K) log-probs of the next pick
@@ -269,3 +278,26 @@ def from_pretrained(cls:PointerSelector, path, # folder written by `save_pretrai
     "Load a selector saved by `save_pretrained` (eval mode)"
     cfg, sd = read_checkpoint(path, device)
     return load_weights(cls(cfg), sd, path).to(device).eval()
+
+# %% ../nbs/04_model.ipynb #71e70a79
+SELECTORS = Registry('selector version', 'model.version')  # version → fn(cfg) building an untrained selector
+SELECTORS.register('v1')(PointerSelector)
+SELECTORS.register('v2')(PointerSelector)
+
+def fresh_selector(cfg:ModelConfig)->nn.Module: # an untrained selector of `cfg.version`, in train mode
+    "An untrained selector of `cfg.version` from its registered builder"
+    if cfg.version not in SELECTORS: import lever_plus.v0, lever_plus.lora  # they register 'v0' / 'v2_lora' (and import this module)
+    return SELECTORS.lookup(cfg.version)(cfg)
+
+def checkpoint_dir(path)->Path:
+    "A checkpoint folder: `path` itself, or its `best/` when `path` is a run folder"
+    p = Path(path)
+    return p/'best' if not (p/'model.safetensors').is_file() and (p/'best'/'model.safetensors').is_file() else p
+
+def load_selector(path, # checkpoint folder (or a run folder with best/) of any version
+                  device='cpu')->nn.Module:
+    "Load a selector of any version (v0, v1, v2, v2_lora) saved by `save_pretrained` (eval mode)"
+    path = checkpoint_dir(path)
+    cfg, sd = read_checkpoint(path, device)
+    model = fresh_selector(cfg)
+    return load_weights(model, sd, path, getattr(model, 'tied_keys', ())).to(device).eval()

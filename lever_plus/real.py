@@ -15,7 +15,7 @@ from .core import *
 
 # %% auto #0
 __all__ = ['ITEMS_FORMAT', 'VQADataError', 'VQAItem', 'coco_image_name', 'read_vqa', 'save_items', 'load_items',
-           'process_punctuation', 'process_digit_article', 'normalize_answer', 'vqa_accuracy', 'open_image', 'tiny_vqa',
+           'process_punctuation', 'process_digit_article', 'normalize_answer', 'vqa_accuracy', 'open_image',
            'vqa_splits']
 
 # %% ../nbs/14_real.ipynb #e7e937f3
@@ -188,37 +188,6 @@ def open_image(path:str):
     try:
         with Image.open(path) as im: return im.convert('RGB')
     except (OSError, ValueError) as e: raise VQADataError(f'{path}: cannot read the image ({e})') from None
-
-# %% ../nbs/14_real.ipynb #3582ef82
-_COLORS = {'red': (200, 30, 30), 'blue': (30, 30, 200), 'green': (30, 160, 30), 'white': (235, 235, 235)}
-
-def tiny_vqa(out_dir, # folder to write: {split}_questions.json, {split}_annotations.json, {split}/COCO_*.jpg
-             n:dict|None=None, # questions per split, default {'train2014': 24, 'val2014': 8}
-             seed:int=0, # seed of images and answers
-            )->dict: # {split: (questions path, annotations path, image folder)}
-    "Write a fake VQA dataset in the official layout (colour questions over noisy colour images)"
-    from PIL import Image
-    import numpy as np
-    out, rng = Path(out_dir), np.random.default_rng(seed)
-    res = {}
-    for s, (split, k) in enumerate((n or {'train2014': 24, 'val2014': 8}).items()):
-        (out/split).mkdir(parents=True, exist_ok=True)
-        qs, anns = [], []
-        for i in range(k):
-            img_id, qid = 1000 * (s + 1) + i, 10 * (1000 * (s + 1) + i)
-            color = list(_COLORS)[int(rng.integers(len(_COLORS)))]
-            px = np.clip(np.array(_COLORS[color]) + rng.normal(0, 25, (24 + i % 5, 30, 3)), 0, 255).astype('uint8')
-            Image.fromarray(px).save(out/split/coco_image_name(img_id, split)[0])
-            answers = [color] * int(rng.integers(6, 11))
-            answers += [str(rng.choice(list(_COLORS))) for _ in range(10 - len(answers))]
-            qs.append({'question_id': qid, 'image_id': img_id, 'question': 'What is the color of this?'})
-            anns.append({'question_id': qid, 'image_id': img_id, 'multiple_choice_answer': color, 'answer_type': 'other',
-                         'answers': [{'answer': a, 'answer_confidence': 'yes', 'answer_id': j + 1} for j, a in enumerate(answers)]})
-        qp, ap = out/f'{split}_questions.json', out/f'{split}_annotations.json'
-        atomic_write_text(qp, json.dumps({'data_subtype': split, 'questions': qs}))
-        atomic_write_text(ap, json.dumps({'data_subtype': split, 'annotations': anns}))
-        res[split] = (qp, ap, out/split)
-    return res
 
 # %% ../nbs/14_real.ipynb #f09c22e5
 def vqa_splits(train:list, # [VQAItem] of the dataset's training split (the pool)

@@ -8,15 +8,12 @@ import torch
 from torch import Tensor
 from .core import *
 from .data import BeamDataset, make_loader
+from .dist import to_device
 
 # %% auto #0
-__all__ = ['to_device', 'logp_cache', 'lookup', 'CachedScorer', 'sample_group', 'join_groups']
+__all__ = ['logp_cache', 'lookup', 'CachedScorer', 'sample_group', 'join_groups']
 
 # %% ../nbs/10a_rollout.ipynb #45b9b71c
-def to_device(batch:dict, device)->dict:
-    "Move every tensor of a batch to `device`"
-    return {k: v.to(device) if isinstance(v, Tensor) else v for k, v in batch.items()}
-
 @torch.no_grad()
 def logp_cache(model, # a selector
                ds:BeamDataset, # the queries whose beams are scored

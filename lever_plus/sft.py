@@ -14,11 +14,12 @@ from .core import *
 from .checkpoint import open_run_dir, append_jsonl
 from .data import BeamData, BeamDataset, load_embeddings, make_loader, read_beam_data, split_records
 from .model import PointerSelector
-from .lora import build_selector, selector_step_log_probs
+from .lora import build_selector
+from .dist import SingleProcess, SelectorForward  # the run context and the DDP forward module (04c_dist), used here and re-exported
 
 # %% auto #0
-__all__ = ['top_beam', 'sft_weights', 'smoothed_ce', 'SingleProcess', 'SelectorForward', 'sft_loss', 'sft_targets',
-           'cosine_schedule', 'evaluate_sft', 'train_sft', 'run_sft']
+__all__ = ['top_beam', 'sft_weights', 'smoothed_ce', 'sft_loss', 'sft_targets', 'cosine_schedule', 'evaluate_sft', 'train_sft',
+           'run_sft']
 
 # %% ../nbs/05_sft.ipynb #980eda76
 def top_beam(scores:Tensor, # (B, G) info scores
@@ -48,26 +49,6 @@ def smoothed_ce(logp:Tensor, # (..., K) step log-probs
     if eps == 0: return nll
     smooth = -(logp * avail).sum(-1) / avail.sum(-1).clamp(min=1)
     return (1 - eps) * nll + eps * smooth
-
-# %% ../nbs/05_sft.ipynb #3f86eeb7
-class SingleProcess:
-    "Run context of a single process (see `lever_plus.dist.DistContext` for torchrun)"
-    rank, world_size, is_main = 0, 1, True
-    def shard(self, batch:dict)->dict: return batch
-    def wrap(self, module): return module
-    def mean(self, metrics:dict)->dict: return metrics
-    def all_ok(self, ok:bool)->bool: return ok
-    def gather(self, obj)->list: return [obj]
-    def barrier(self): pass
-
-class SelectorForward(torch.nn.Module):
-    "`forward(batch)` = the selector's teacher-forced log-probs, so `DistributedDataParallel` can wrap the selector"
-    def __init__(self, selector): super().__init__(); self.selector = selector
-    def forward(self, batch:dict, full:bool=False, avail:bool=False, temperature:float=1.0): # (B, G) sequence log-probs, or (B, G, S, K) step log-softmax [, (B, G, S, K) pickable]
-        m = self.selector
-        if not (full or avail): return m.log_prob(batch, temperature)
-        lp, ok = selector_step_log_probs(m, batch, temperature=temperature)  # v0 also needs the pool ids
-        return (lp, ok) if avail else lp
 
 # %% ../nbs/05_sft.ipynb #416405eb
 def sft_loss(model, # a selector, or its (DDP-wrapped) `SelectorForward`

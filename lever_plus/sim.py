@@ -11,11 +11,12 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import save, load_file
 from .core import *
+from .scorer import Scorer
 from .data import save_embeddings
 
 # %% auto #0
-__all__ = ['WORLD_FORMAT', 'WorldConfig', 'SimWorld', 'make_world', 'save_world', 'load_world', 'Scorer', 'vqa_soft_acc',
-           'SimScorer']
+__all__ = ['WORLD_FORMAT', 'WorldConfig', 'SimWorld', 'make_world', 'save_world', 'load_world', 'vqa_soft_acc', 'SimScorer',
+           'Scorer']
 
 # %% ../nbs/02_sim.ipynb #4022fc7b
 @dataclass
@@ -184,38 +185,7 @@ def load_world(out_dir) -> SimWorld:
     return SimWorld(cfg, tensors, seed=info.get('seed', 0))
 
 # %% ../nbs/02_sim.ipynb #847b4cd5
-class Scorer:
-    "Judges ordered shot sequences for queries; subclasses implement `prob` and `vqa_acc`"
-    n_query: int = 0  # valid query ids are 0..n_query-1
-    n_pool: int = 0  # valid shot ids are 0..n_pool-1 (and -1 = empty slot)
-
-    def prob(self, query_ids:torch.Tensor, # (N,) query ids
-             shots:torch.Tensor, # (N, S) pool ids in prompt order, -1 = no shot
-            ) -> torch.Tensor: # (N,) P(ground-truth answer | query, shots)
-        "P(gt answer | query, ordered shots)"
-        raise NotImplementedError
-
-    def vqa_acc(self, query_ids:torch.Tensor, # (N,) query ids
-                shots:torch.Tensor, # (N, S) pool ids, -1 = no shot
-               ) -> torch.Tensor: # (N,) VQA accuracy of the answer given with these shots
-        "VQA accuracy in [0, 1] of the answer the VLM gives with `shots`"
-        raise NotImplementedError
-
-    def info_score(self, query_ids:torch.Tensor, # (N,) query ids
-                   shots:torch.Tensor, # (N, S) pool ids, -1 = no shot
-                  ) -> torch.Tensor: # (N,) prob(q, shots) − prob(q, ∅)
-        "How much `shots` raise the probability of the ground-truth answer"
-        return self.prob(query_ids, shots) - self.prob(query_ids, torch.full_like(shots, -1))
-
-    def check_ids(self, query_ids, shots):
-        "Raise `ConfigError` unless `query_ids` (N,) and `shots` (N, S) are in range"
-        if query_ids.ndim != 1 or shots.ndim != 2 or len(query_ids) != len(shots):
-            raise ConfigError(f'{type(self).__name__}: expected query_ids (N,) and shots (N, S), got {tuple(query_ids.shape)} and {tuple(shots.shape)}')
-        if len(query_ids) and not (0 <= int(query_ids.min()) and int(query_ids.max()) < self.n_query):
-            raise ConfigError(f'{type(self).__name__}: query ids must be in [0, {self.n_query}), got [{int(query_ids.min())}, {int(query_ids.max())}]')
-        if shots.numel() and not (-1 <= int(shots.min()) and int(shots.max()) < self.n_pool):
-            raise ConfigError(f'{type(self).__name__}: shot ids must be pool ids in [0, {self.n_pool}) or -1 (empty), '
-                              f'got [{int(shots.min())}, {int(shots.max())}]')
+_all_ = ['Scorer']
 
 # %% ../nbs/02_sim.ipynb #1fda9900
 def vqa_soft_acc(pred:torch.Tensor, # (N,) predicted answer ids

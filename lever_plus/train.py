@@ -14,8 +14,8 @@ from .core import *
 from .checkpoint import (open_run_dir, fingerprint_inputs, check_resume, save_checkpoint, load_trainer_state,
                                    resume_checkpoint, restore_rng, append_jsonl, truncate_metrics)
 from .data import BeamDataset, make_loader, load_datasets, read_query_pools, query_pool_dataset, join_datasets
-from .lora import load_selector
-from .sft import SelectorForward, SingleProcess
+from .model import load_selector
+from .dist import SelectorForward, SingleProcess
 from .rewards import combine_rewards, sequence_reward, group_advantages, adv_kwargs, beam_score_stats, masked_mean, masked_std
 from .rce import tau_schedule, schedule_progress, rce_loss, label_smoothed_nll
 from .grpo import grpo_loss, grpo_kwargs, kl_k3

@@ -12,7 +12,8 @@ import torch.nn.functional as F
 from torch import nn, Tensor
 from fastcore.basics import patch
 from .core import *
-from .model import NEG, _check_temperature, decode_sequences, write_checkpoint, read_checkpoint, load_weights
+from .model import (NEG, _check_temperature, _check_beams, _taken_log_probs, decode_sequences, write_checkpoint,
+                              read_checkpoint, load_weights, SELECTORS)
 
 # %% auto #0
 __all__ = ['MAX_SHOTS', 'TokenPool', 'GPTSelector']
@@ -29,6 +30,7 @@ class TokenPool(NamedTuple):
 class GPTSelector(nn.Module):
     "v0: a GPT-2 over pool-id tokens that generates a sequence of S distinct candidates of the query's pool"
     uses_cand_ids = True  # its tokens are pool ids: `step_log_probs` / `decode` need the batch's `cand_ids`
+    tied_keys = ('lm.lm_head.weight',)  # tied to lm.transformer.wte.weight: not written, restored by the tie
     def __init__(self, cfg:ModelConfig):
         super().__init__()
         if cfg.d_in <= 0: raise ConfigError(f'model.d_in must be set to the embedding size (img + txt), got {cfg.d_in}')
@@ -90,9 +92,7 @@ def step_log_probs(self:GPTSelector, query:Tensor, # (B, d_in)
     _check_temperature(temperature)
     B, G, S = beams.shape
     K = cands.shape[1]
-    if beams.numel() and (int(beams.min()) < 0 or int(beams.max()) >= K):
-        raise BeamDataError(f'beams hold positions outside [0, K={K}): min {int(beams.min())}, max {int(beams.max())} '
-                            '(beams must be positions into the candidate pool, not pool ids)')
+    _check_beams(beams, K)
     enc = self.encode(query, cands, cand_mask, cand_ids)
     h = self.hidden(enc, beams[..., :S - 1])  # (B, G, S, D)
     logits = self.scale * torch.einsum('bgsd,bkd->bgsk', h, enc.cands)  # (B, G, S, K)
@@ -109,10 +109,7 @@ def log_prob(self:GPTSelector, batch:dict, # needs query, cands, cand_ids, beams
     "Log-probs of `batch['beams']` under teacher forcing; each query's pool is encoded once"
     beams = batch['beams']
     lp, _ = self.step_log_probs(batch['query'], batch['cands'], beams, batch.get('cand_mask'), temperature, batch.get('cand_ids'))
-    lp = lp.gather(-1, beams[..., None]).squeeze(-1)  # (B, G, S)
-    m = batch.get('beam_mask')
-    if m is not None: lp = lp.masked_fill(~m.bool()[..., None], 0.)
-    return lp if per_step else lp.sum(-1)
+    return _taken_log_probs(lp, beams, batch.get('beam_mask'), per_step)
 
 # %% ../nbs/04a_v0.ipynb #b05b04e6
 def _next_log_probs(model:GPTSelector, enc:TokenPool, prefix:Tensor, # (B, G, t) positions chosen so far
@@ -147,14 +144,14 @@ def decode(self:GPTSelector, query:Tensor, # (B, d_in)
     return pos, logp, cand_ids.gather(1, pos.reshape(len(pos), -1)).view_as(pos)
 
 # %% ../nbs/04a_v0.ipynb #3bac4e60
-_TIED = ('lm.lm_head.weight',)  # tied to lm.transformer.wte.weight: not written, restored by the tie
+SELECTORS.register('v0')(GPTSelector)  # `lever_plus.model.load_selector` builds v0 checkpoints with it
 
 @patch
 def save_pretrained(self:GPTSelector, out_dir, # folder to write (created if needed)
                     train_config:TrainConfig|None=None, # whole run config to record beside the weights
                    )->Path:
     "Write `model.safetensors` + `config.json` atomically (the tied LM head is not written)"
-    return write_checkpoint(self, out_dir, train_config, skip=_TIED)
+    return write_checkpoint(self, out_dir, train_config, skip=self.tied_keys)
 
 @patch(cls_method=True)
 def from_pretrained(cls:GPTSelector, path, # folder written by `save_pretrained`
@@ -162,6 +159,6 @@ def from_pretrained(cls:GPTSelector, path, # folder written by `save_pretrained`
     "Load a v0 selector saved by `save_pretrained` (eval mode)"
     cfg, sd = read_checkpoint(path, device)
     if cfg.version != 'v0': raise CheckpointError(f'{Path(path)/"config.json"}: model.version is {cfg.version!r}, not \'v0\' '
-                                                 '(load any version with lever_plus.lora.load_selector)')
-    model = load_weights(cls(cfg), sd, path, _TIED)
+                                                 '(load any version with lever_plus.model.load_selector)')
+    model = load_weights(cls(cfg), sd, path, cls.tied_keys)
     return model.to(device).eval()

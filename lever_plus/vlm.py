@@ -11,13 +11,15 @@ from fastcore.basics import patch
 from fastcore.meta import delegates
 from tqdm import tqdm
 from .core import *
-from .sim import Scorer
+from .scorer import Scorer
 from .beams import sample_candidates, beam_search, beams_to_records, write_beams, SAMPLERS
 from .real import *
+from .data import load_embeddings
+from .model import load_selector
+from .evaluate import score_method, pick_sequences, _MODALITY
 
 # %% auto #0
-__all__ = ['VQA_TEMPLATE', 'resolve_dtype', 'load_vlm', 'tiny_vlm', 'build_prompt', 'HFVLMScorer', 'make_real_data',
-           'evaluate_real']
+__all__ = ['VQA_TEMPLATE', 'resolve_dtype', 'load_vlm', 'build_prompt', 'HFVLMScorer', 'make_real_data', 'evaluate_real']
 
 # %% ../nbs/14b_vlm.ipynb #595c3c25
 _DTYPES = {'fp32': torch.float32, 'float32': torch.float32, 'fp16': torch.float16, 'float16': torch.float16,
@@ -50,29 +52,6 @@ def load_vlm(model:str, # hub name or local folder
     m = cls.from_pretrained(model, **kw).to(dev).eval()
     proc = transformers.AutoProcessor.from_pretrained(model) if name != 'AutoModelForCausalLM' else transformers.AutoTokenizer.from_pretrained(model)
     return m, proc
-
-# %% ../nbs/14b_vlm.ipynb #fd376e6e
-def tiny_vlm(out_dir, # folder to write (config, weights, tokenizer, processor)
-             seed:int=0, # weight init seed
-            )->Path:
-    "Save a random-init tiny LLaVA (CLIP vision tower + Llama) with its processor, offline"
-    from transformers import LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
-    from lever_plus.clip import tiny_tokenizer, tiny_image_processor
-    tok = tiny_tokenizer(image_token='<image>', max_len=2048)
-    proc = LlavaProcessor(image_processor=tiny_image_processor(32), tokenizer=tok, patch_size=16,
-                          vision_feature_select_strategy='default', num_additional_image_tokens=1)
-    vc = dict(model_type='clip_vision_model', hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
-              image_size=32, patch_size=16)
-    tc = dict(model_type='llama', vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-              num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=2048, pad_token_id=tok.pad_token_id,
-              bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
-    cfg = LlavaConfig(vision_config=vc, text_config=tc, image_token_index=tok.convert_tokens_to_ids('<image>'),
-                      vision_feature_select_strategy='default', vision_feature_layer=-1)
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        LlavaForConditionalGeneration(cfg).save_pretrained(out_dir)
-    proc.save_pretrained(out_dir)
-    return Path(out_dir)
 
 # %% ../nbs/14b_vlm.ipynb #9d58af55
 VQA_TEMPLATE = 'Question:{question} Short answer:{answer}'
@@ -287,12 +266,10 @@ def make_real_data(data_dir, # directory from `prepare_vqa` / `extract_clip_embe
     return summary
 
 # %% ../nbs/14b_vlm.ipynb #0060225c
-_SIM = {'text_sim': 'txt', 'img_sim': 'img', 'mix_sim': 'mix'}
-
 @torch.no_grad()
 def evaluate_real(data_dir, # directory from `prepare_vqa` (+ trained selectors' checkpoints elsewhere)
                   scorer:Scorer, # e.g. `HFVLMScorer.from_dir(data_dir, model)`
-                  selectors:dict|None=None, # name → checkpoint folder or `PointerSelector`
+                  selectors:dict|None=None, # name → checkpoint folder (any version) or a selector model
                   split:str='test', # which queries
                   baselines:tuple=('zero_shot', 'random', 'text_sim', 'img_sim', 'mix_sim'), # reference rows
                   K:int=64, # candidates per query (as in training)
@@ -303,25 +280,15 @@ def evaluate_real(data_dir, # directory from `prepare_vqa` (+ trained selectors'
                  )->list: # one row per method: info, info_ci, acc, acc_ci, n, per_query_info, frac_oracle=None
     "Info score and VQA accuracy of baselines and selectors on a split of a real data directory"
     from safetensors.torch import load_file
-    from lever_plus.data import load_embeddings
-    from lever_plus.model import PointerSelector
-    from lever_plus.evaluate import score_method
-    from lever_plus.beams import random_select, similarity_topk
-    bad = [b for b in baselines if b not in ('zero_shot', 'random', *_SIM)]
-    if bad: raise ConfigError(f'unknown baseline {bad[0]!r}; valid: zero_shot, random, {", ".join(_SIM)}')
+    bad = [b for b in baselines if b not in ('zero_shot', 'random', *_MODALITY)]
+    if bad: raise ConfigError(f'unknown baseline {bad[0]!r}; valid: zero_shot, random, {", ".join(_MODALITY)}')
     data_dir = Path(data_dir)
     meta, feats, store = json.loads((data_dir/'meta.json').read_text()), load_file(str(data_dir/'embeddings.safetensors')), load_embeddings(data_dir)
     if split not in meta['splits']: raise ConfigError(f'{data_dir/"meta.json"}: no split {split!r} (has {", ".join(meta["splits"])})')
     q = torch.tensor(meta['splits'][split][:limit], dtype=torch.long)
     own = torch.tensor(meta.get('query_pool_ids') or [-1] * meta['n_query'])
     cands = sample_candidates(feats, q, K, sampler, seed=seed + 1, exclude=own[q])  # (n, K)
-    picks = {}
-    for b in baselines:
-        picks[b] = (torch.full((len(q), shot_num), -1) if b == 'zero_shot' else random_select(cands, shot_num, seed) if b == 'random'
-                    else similarity_topk(feats, q, cands, shot_num, _SIM[b]))
-    for name, m in (selectors or {}).items():
-        m = PointerSelector.from_pretrained(m) if isinstance(m, (str, Path)) else m.eval()
-        dev = next(m.parameters()).device
-        picks[name] = torch.cat([m.decode(store.queries[q[i:i + 256]].to(dev), store.pool[cands[i:i + 256]].to(dev), 'greedy', shot_num,
-                                          cand_ids=cands[i:i + 256].to(dev))[2].cpu() for i in range(0, len(q), 256)])  # (n, S)
+    methods = {b: b for b in baselines} | {n: load_selector(m) if isinstance(m, (str, Path)) else m for n, m in (selectors or {}).items()}
+    picks = {n: torch.full((len(q), shot_num), -1) if m == 'zero_shot' else pick_sequences(m, store, q, cands, shot_num, seed)  # (n, S)
+             for n, m in methods.items()}
     return [dict(method=name, **score_method(scorer, q, ids, seed), frac_oracle=None) for name, ids in picks.items()]

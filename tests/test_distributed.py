@@ -1,6 +1,6 @@
 "Two torchrun processes (gloo, CPU) do what one process does: same weights (post-training, SFT), same files (beam data)"
 import pytest, torch
-from lever_plus.dist import run_ddp_check, sft_ddp_check, make_data_ddp_check
+from lever_plus.testing import run_ddp_check, sft_ddp_check, make_data_ddp_check
 
 def test_ddp_two_processes_match_one(tmp_path):
     w = run_ddp_check(tmp_path, 2)

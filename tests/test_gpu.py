@@ -88,13 +88,15 @@ def test_ddp_nccl_one_rank_matches_plain_cuda(tmp_path):
 
 @pytest.fixture(scope='module')
 def vqa(tmp_path_factory):
-    from lever_plus.real import tiny_vqa, read_vqa
+    from lever_plus.real import read_vqa
+    from lever_plus.testing import tiny_vqa
     files = tiny_vqa(tmp_path_factory.mktemp('vqa'))
     return files, read_vqa(*files['train2014']), read_vqa(*files['val2014'])
 
 
 def test_clip_fp16_on_cuda_matches_fp32_cpu(vqa, tmp_path):
-    from lever_plus.clip import tiny_clip, load_clip, encode_images, encode_texts
+    from lever_plus.clip import load_clip, encode_images, encode_texts
+    from lever_plus.testing import tiny_clip
     d = tiny_clip(tmp_path/'clip')
     _, train, _ = vqa
     paths, texts = [it.image for it in train[:8]], [it.question for it in train[:8]]
@@ -110,7 +112,8 @@ def test_clip_fp16_on_cuda_matches_fp32_cpu(vqa, tmp_path):
 
 @pytest.mark.parametrize('dtype,tol', [('fp32', 1e-4), ('bf16', 5e-2), ('fp16', 1e-2)])
 def test_vlm_scorer_on_cuda_matches_cpu(vqa, tmp_path_factory, dtype, tol):
-    from lever_plus.vlm import tiny_vlm, HFVLMScorer
+    from lever_plus.vlm import HFVLMScorer
+    from lever_plus.testing import tiny_vlm
     _, pool, queries = vqa
     d = tiny_vlm(tmp_path_factory.mktemp('vlm'))
     q = torch.tensor([0, 0, 1, 3, 3, 5])

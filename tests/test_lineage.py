@@ -4,9 +4,9 @@ from pathlib import Path
 import pytest
 import torch
 from lever_plus.core import ModelConfig, SFTConfig, TrainConfig, DataConfig, CurriculumConfig, GRPOConfig, RunConfig, CheckpointError, set_seed
-from lever_plus.model import PointerSelector
+from lever_plus.model import PointerSelector, load_selector
 from lever_plus.v0 import GPTSelector
-from lever_plus.lora import load_selector, lora_parameters, merge_lora, selector_step_log_probs
+from lever_plus.lora import lora_parameters, merge_lora, selector_step_log_probs
 from conftest import run_script
 
 

@@ -6,7 +6,8 @@ import torch.nn.functional as F
 from lever_plus.core import TrainConfig, ConfigError
 from lever_plus.data import read_beam_data, load_embeddings, BeamDataset, make_loader
 from lever_plus.sim import vqa_soft_acc
-from lever_plus.real import (VQADataError, read_vqa, load_items, vqa_accuracy, normalize_answer, vqa_splits, tiny_vqa)
+from lever_plus.real import (VQADataError, read_vqa, load_items, vqa_accuracy, normalize_answer, vqa_splits)
+from lever_plus.testing import tiny_vqa
 
 @pytest.fixture(scope='module', autouse=True)
 def one_thread():
@@ -22,12 +23,13 @@ def vqa(tmp_path_factory):
 
 @pytest.fixture(scope='module')
 def clip_dir(tmp_path_factory):
-    from lever_plus.clip import tiny_clip
+    from lever_plus.testing import tiny_clip
     return tiny_clip(tmp_path_factory.mktemp('clip'))
 
 @pytest.fixture(scope='module')
 def vlm(tmp_path_factory):
-    from lever_plus.vlm import tiny_vlm, load_vlm
+    from lever_plus.vlm import load_vlm
+    from lever_plus.testing import tiny_vlm
     d = tiny_vlm(tmp_path_factory.mktemp('vlm'))
     return d, *load_vlm(str(d), 'cpu')
 
@@ -165,7 +167,7 @@ def test_vlm_generation_and_vqa_acc(vqa, vlm):
 
 def test_text_only_causal_lm_fallback(vqa, tmp_path):
     from transformers import LlamaConfig, LlamaForCausalLM
-    from lever_plus.clip import tiny_tokenizer
+    from lever_plus.testing import tiny_tokenizer
     from lever_plus.vlm import HFVLMScorer, load_vlm
     tok = tiny_tokenizer(max_len=2048)
     LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,

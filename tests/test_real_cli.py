@@ -1,9 +1,7 @@
 "The real-data commands end to end on tiny random-init CLIP / LLaVA models saved to disk (no download)"
 import json
 from conftest import run_script
-from lever_plus.real import tiny_vqa
-from lever_plus.clip import tiny_clip
-from lever_plus.vlm import tiny_vlm
+from lever_plus.testing import tiny_vqa, tiny_clip, tiny_vlm
 from lever_plus.data import load_datasets
 
 

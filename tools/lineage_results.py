@@ -82,7 +82,7 @@ def ensure_sft(a, seed:int, label:str, version:str, cfg):
 def ensure_v0_grpo(a, seed:int):
     "RCE + GRPO (offline, the demo's schedule) on the seed's SFT v0: `post_train` on a `GPTSelector`"
     from lever_plus.data import load_datasets
-    from lever_plus.lora import load_selector
+    from lever_plus.model import load_selector
     from lever_plus.sim import SimScorer
     from lever_plus.train import post_train
     out, data = run_dir(a, seed, 'v0 + RCE+GRPO (offline)'), data_dir(a, seed)
@@ -112,7 +112,7 @@ def stage_train(a):
 def eval_one(a, seed:int)->dict:
     from lever_plus.data import load_datasets
     from lever_plus.evaluate import evaluate_methods
-    from lever_plus.lora import load_selector
+    from lever_plus.model import load_selector
     from lever_plus.sim import SimScorer
     data = data_dir(a, seed)
     methods, info = dict(BASELINES), {}
