@@ -77,7 +77,9 @@ class RunLock:
     "An exclusive OS lock on a run folder, held while this process writes to it"
     def __init__(self, folder):
         self.folder, self.fd = Path(folder), None
-        fd = os.open(self.folder/LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+        try: fd = os.open(self.folder/LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise OutputError(f'{self.folder/LOCK_NAME}: cannot write ({e.strerror}); the output folder must be a writable folder') from None
         try: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             who = os.read(fd, 200).decode(errors='replace').strip() or 'pid unknown'
@@ -118,7 +120,10 @@ def open_run_dir(folder, # the output folder (created if needed)
     if resume and overwrite: raise ConfigError('--resume continues the run in a folder and --overwrite replaces it: give one of them')
     if not main or (out.exists() and out.resolve() in _HELD): return None
     try: out.mkdir(parents=True, exist_ok=True)
-    except OSError as e: raise OutputError(f'{out}: cannot create the output folder ({e.strerror}); choose a writable place') from None
+    except OSError as e:
+        block = next((a for a in out.parents if a.exists()), None)  # nearest existing ancestor
+        why = f'{block} is a file, not a folder' if block is not None and not block.is_dir() else e.strerror
+        raise OutputError(f'{out}: cannot create the output folder ({why}); choose a writable place') from None
     lock = RunLock(out)
     try:
         old = run_files(out, kind)

@@ -413,7 +413,7 @@ def test_read_only_output_dir(ctx):
         if probe.returncode == 0: pytest.skip('file permissions are not enforced for this user (root with CAP_DAC_OVERRIDE)')
         r = run_script('lever_plus_grpo', ctx.grpo(out=ro), preexec_fn=pre)
         assert r.returncode == 2, r.stderr
-        assert r.stderr.startswith(f'error: {ro}/config.json: cannot write (Permission denied') and 'Traceback' not in r.stderr, r.stderr
+        assert r.stderr.startswith(f'error: {ro}/.lever_plus.lock: cannot write (Permission denied') and 'Traceback' not in r.stderr, r.stderr
         assert list(ro.iterdir()) == []
     finally: ro.chmod(0o755)
 
