@@ -20,7 +20,7 @@ Stages (each reads what the previous one wrote under --work, default runs/result
 train     per seed: the simulated world + beam data at default size (`make_data`), SFT v1 and SFT v2 (the demo's
           10 epochs), then post-training runs from the seed's SFT v2 checkpoint, all sharing that data and SFT
           model: v3 (RCE 1 + GRPO 3 epochs, the demo's schedule), v3 RCE only, the ablations (no RCE warm-up,
-          no curriculum, fixed β, π_old refreshed each epoch, no-std advantages) and issue 10's online / hybrid
+          no curriculum, fixed β, π_old refreshed each epoch, no-std advantages) and the online / hybrid
           GRPO (8 sampled sequences per query and step, scored by the simulated VLM). Then a shot sweep at the
           first seed (beam data, SFT v2 and v3 at shots 1, 3, 4). Model selection uses validation queries only.
 eval      every method on the seed's held-out test queries (`lever_plus.evaluate.evaluate_methods`), and how
@@ -48,9 +48,9 @@ VARIANTS = {
     'fixed_beta': dict(control=dict(mode='fixed')),               # ablation: β stays at grpo.beta
     'refresh_old': dict(grpo=dict(old_policy='epoch')),           # ablation: π_old refreshed every epoch
     'no_std': dict(grpo=dict(adv_mode='no_std')),                 # ablation: advantages not divided by the std
-    'online': dict(grpo=dict(online_samples=8)),                  # issue 10: online GRPO, 8 samples per query
-    'hybrid': dict(grpo=dict(online_samples=8, hybrid=True)),     # issue 10: 8 samples + the 5 offline beams
-    # issue 10: online GRPO straight from SFT on the 1,000 labeled + N_UNLABELED queries without beams; β small and fixed,
+    'online': dict(grpo=dict(online_samples=8)),                  # online GRPO, 8 samples per query
+    'hybrid': dict(grpo=dict(online_samples=8, hybrid=True)),     # 8 samples + the 5 offline beams
+    # online GRPO straight from SFT on the 1,000 labeled + N_UNLABELED queries without beams; β small and fixed,
     # best/ by validation info alone (its KL to SFT grows large: the SFT model memorised its training queries)
     'online_unl': dict(grpo=dict(online_samples=8, lr_ratio=0.3, beta=0.01), control=dict(mode='fixed'), run=dict(kl_ceiling=1e9),
                        curriculum=dict(rce_epochs=0, grpo_epochs=6), data=dict(unlabeled='<data>/queries_unlabeled.json')),
@@ -60,7 +60,7 @@ VARIANTS = {
     # the same for one epoch: about the extra scorer calls of 'online' (3 epochs × 1,000 queries) and of the RL-format data
     'online_unl_1ep': dict(grpo=dict(online_samples=8, lr_ratio=0.3, beta=0.01), control=dict(mode='fixed'), run=dict(kl_ceiling=1e9),
                            curriculum=dict(rce_epochs=0, grpo_epochs=1), data=dict(unlabeled='<data>/queries_unlabeled.json')),
-    # issue 10: the demo's v3 schedule (RCE 1 + GRPO 3) on RL-format groups (beams + retrievals + samples + random picks)
+    # the demo's v3 schedule (RCE 1 + GRPO 3) on RL-format groups (beams + retrievals + samples + random picks)
     'rl_offline': dict(_train='beams_train_rl.json', data=dict(n_beams=20)),
 }
 MAIN = ('v3', 'v3_rce')                                   # trained first (the main table)
@@ -386,7 +386,7 @@ def _save(fig, path):
     fig.savefig(path, dpi=80); _plt().close(fig)
 
 def fig_gains(res, path):
-    "Paired relative gains with 95 % CIs, and the issues' targets"
+    "Paired relative gains with 95 % CIs, and the targets"
     plt = _plt()
     items = list(res['gains'].items())
     best = (res.get('best_variant') or {}).get('label')
@@ -398,7 +398,7 @@ def fig_gains(res, path):
         ax.annotate(f"{100 * g['rel']:+.1f} %", (100 * g['rel'], yy), xytext=(0, 7), textcoords='offset points', ha='center', fontsize=8)
     ax.set_yticks(list(y), [k.replace(f'best variant ({best})', 'best variant') if best else k for k in dict(items)], fontsize=8)
     ax.axvline(0, c='k', lw=0.8)
-    for t, lab, dy in ((10, 'target vs SFT v2: +10 %', 1.01), (20, 'issue 10 vs best sim.: +20 %', 1.07), (25, 'v3 vs best sim.: +25 %', 1.13)):
+    for t, lab, dy in ((10, 'target vs SFT v2: +10 %', 1.01), (20, 'online vs best sim.: +20 %', 1.07), (25, 'v3 vs best sim.: +25 %', 1.13)):
         ax.axvline(t, ls=':', c='#c33', lw=1)
         ax.text(t, dy, lab, transform=ax.get_xaxis_transform(), fontsize=7, color='#c33', ha='center', va='bottom')
     ax.set_xlabel('relative gain in mean info score, % (paired, seed-stratified bootstrap 95 % CI)'
