@@ -70,6 +70,24 @@ def _run_main(fn, argv=None):
     except KeyboardInterrupt:
         print('interrupted', file=sys.stderr); sys.exit(130)
 
+# %% ../nbs/13_cli.ipynb #c1a5e0d2
+def _need_data(cfg:TrainConfig, prog:str): # prog: the command's name, for the message
+    "Refuse a config without `data.beam_data` or `data.embeddings`"
+    if not cfg.data.beam_data or not cfg.data.embeddings: raise ConfigError(f'{prog} needs --beam_data and --embeddings')
+
+def _distributed(cfg:TrainConfig)->tuple: # (ctx, cfg): ctx None outside torchrun; under it cfg.run.device = the rank's device
+    "The run context of this process: one rank of a DDP job under torchrun, else None"
+    from lever_plus.dist import init_distributed
+    ctx = init_distributed(cfg.run.device)  # under torchrun: one rank of a DDP job; else None
+    if ctx is not None: cfg = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, device=str(ctx.device)))
+    return ctx, cfg
+
+def _report(ctx, res:dict, summary=None, # res → the dict to print (default: `res` itself)
+            **kw)->dict: # `res`, unchanged
+    "Print `summary(res)` as indented JSON on the main process (`kw` go to `json.dumps`)"
+    if ctx is None or ctx.is_main: print(json.dumps(res if summary is None else summary(res), indent=1, **kw))
+    return res
+
 # %% ../nbs/13_cli.ipynb #d3f6a9b7
 def make_data_main(argv=None):
     "lever_plus_make_data: write a simulated VQA world + beam data (upstream format) to --out"
@@ -119,10 +137,11 @@ def make_data_main(argv=None):
         from lever_plus.lora import load_selector
         pol = load_selector(pol)
     summary = make_data(out, progress=not a.pop('no_progress'), ctx=ctx, rl_policy=pol, overwrite=a.pop('overwrite'), **a)
-    if ctx is None or ctx.is_main: print(json.dumps(summary, indent=1))
-    return summary
+    return _report(ctx, summary)
 
 # %% ../nbs/13_cli.ipynb #e55248f3
+def _sft_summary(res:dict)->dict: return {k: res[k] for k in ('output_dir', 'best_dir', 'best_epoch', 'best', 'n_params', 'n_train', 'n_val')}
+
 def sft_main(argv=None):
     "lever_plus_sft: supervised training of a selector (v0 GPT-2, v1, v2, v2_lora) from beam data"
     from lever_plus.sft import run_sft
@@ -134,18 +153,18 @@ def sft_main(argv=None):
     add_config_flags(p)
     ns = p.parse_args(argv)
     cfg = config_from_args(ns)
-    if not cfg.data.beam_data or not cfg.data.embeddings: raise ConfigError('lever_plus_sft needs --beam_data and --embeddings')
+    _need_data(cfg, p.prog)
     from lever_plus.train import auto_scorer
     scorer = auto_scorer(cfg.data.embeddings) if ns.scorer == 'auto' else None
-    from lever_plus.dist import init_distributed
-    ctx = init_distributed(cfg.run.device)  # under torchrun: one rank of a DDP job; else None
-    if ctx is not None: cfg = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, device=str(ctx.device)))
+    ctx, cfg = _distributed(cfg)
     res = run_sft(cfg.data.beam_data, cfg.data.embeddings, cfg.run.output_dir, cfg.model.version, cfg, ns.val_beam_data, scorer, ctx=ctx, overwrite=ns.overwrite)
-    if ctx is not None and not ctx.is_main: return res
-    print(json.dumps({k: res[k] for k in ('output_dir', 'best_dir', 'best_epoch', 'best', 'n_params', 'n_train', 'n_val')}, indent=1, default=str))
-    return res
+    return _report(ctx, res, _sft_summary, default=str)
 
 # %% ../nbs/13_cli.ipynb #7029737e
+def _grpo_summary(res:dict)->dict:
+    return {'output_dir': str(res['output_dir']), 'best_epoch': res['best_epoch'], 'skipped_steps': res['skipped_steps'],
+            'last_epoch': res['history'][-1] if res['history'] else {}}
+
 def grpo_main(argv=None):
     "lever_plus_grpo: RL post-training (RCE warm-up + GRPO) of an SFT pointer selector"
     from lever_plus.train import run_post_train
@@ -164,7 +183,7 @@ def grpo_main(argv=None):
     add_config_flags(p, skip=('version', 'd_in', 'd_model', 'n_layers', 'n_heads', 'dropout', 'logit_scale', 'n_pool', 'lora_rank', 'lora_alpha', 'base_ckpt'))
     ns = p.parse_args(argv)
     cfg = config_from_args(ns)
-    if not cfg.data.beam_data or not cfg.data.embeddings: raise ConfigError('lever_plus_grpo needs --beam_data and --embeddings')
+    _need_data(cfg, p.prog)
     out, resume = cfg.run.output_dir, False
     if ns.resume:  # a run folder (continue from its newest checkpoint) or one checkpoint folder OUT/checkpoints/epoch_NNN
         from lever_plus.checkpoint import resume_checkpoint
@@ -174,9 +193,7 @@ def grpo_main(argv=None):
             raise ConfigError(f'--resume {ns.resume} continues the run in {out}, but --output_dir is {given}; drop --output_dir '
                               '(a resumed run stays in its folder) or start a new run there without --resume')
         cfg = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, output_dir=str(out)))
-    from lever_plus.dist import init_distributed
-    ctx = init_distributed(cfg.run.device)  # under torchrun: one rank of a DDP job; else None
-    if ctx is not None: cfg = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, device=str(ctx.device)))
+    ctx, cfg = _distributed(cfg)
     if ns.scorer == 'hf':  # a real VLM: validation info score and online GRPO's rewards
         if not ns.vlm: raise ConfigError('--scorer hf needs --vlm NAME (a transformers VLM); the queries and pool come from --embeddings, '
                                          'a folder written by lever_plus_prepare_vqa')
@@ -187,11 +204,7 @@ def grpo_main(argv=None):
     else: raise ConfigError(f"--scorer must be 'auto', 'hf' or 'none', got {ns.scorer!r}")
     res = run_post_train(ns.sft_ckpt, cfg.data.beam_data, cfg.data.embeddings, out, cfg, ns.val_beam_data,
                          scorer, resume, progress=not ns.no_progress, ctx=ctx, overwrite=ns.overwrite)
-    if ctx is not None and not ctx.is_main: return res
-    last = res['history'][-1] if res['history'] else {}
-    print(json.dumps({'output_dir': str(res['output_dir']), 'best_epoch': res['best_epoch'], 'skipped_steps': res['skipped_steps'],
-                      'last_epoch': last}, indent=1))
-    return res
+    return _report(ctx, res, _grpo_summary)
 
 # %% ../nbs/13_cli.ipynb #418e0d2a
 def prepare_vqa_main(argv=None):

@@ -49,20 +49,15 @@ def init_control(cfg:ControlConfig, # the control section of the config
     return ControlState(beta=float(beta), temperature=float(temperature))
 
 # %% ../nbs/09_kl_control.ipynb #ba821ea9
-BETA_RULES: dict = {}
+BETA_RULES = Registry('KL control mode', 'control.mode')  # mode → fn(beta, kl, cfg, n_steps) -> beta
 
 def register_beta_rule(name:str): # registry key (= ControlConfig.mode)
     "Decorator adding a β update rule `fn(beta, kl, cfg, n_steps) -> beta` under `name`"
-    def deco(fn:Callable):
-        BETA_RULES[name] = fn
-        return fn
-    return deco
+    return BETA_RULES.register(name)
 
 def get_beta_rule(name:str)->Callable:
     "The β rule registered as `name` (the error lists the valid names)"
-    if name not in BETA_RULES:
-        raise ConfigError(f"unknown KL control mode {name!r} (control.mode); valid: {', '.join(map(repr, BETA_RULES))}")
-    return BETA_RULES[name]
+    return BETA_RULES.lookup(name)
 
 @register_beta_rule('fixed')
 def _beta_fixed(beta:float, kl:float, cfg:ControlConfig, n_steps:int)->float: return beta

@@ -45,11 +45,11 @@ def _check(cond, msg):
 
 @dataclass
 class ModelConfig:
-    "The pointer selector (DESIGN §5)"
+    "The pointer selector"
     version: str = 'v2'  # 'v1' bi-encoder, 'v2' bi-encoder + cross-attention, 'v0' GPT-2 over pool ids, 'v2_lora' LoRA on a v2
     d_in: int = 0  # input embedding size (img+txt concatenated); 0 = take it from the embeddings
     d_model: int = 256  # hidden size D
-    n_layers: int = 3  # cross-attention layers in v2 (the seed says 3; upstream configs used 1)
+    n_layers: int = 3  # cross-attention layers in v2 (the Lever-Plus recipe says 3; upstream configs used 1)
     n_heads: int = 1  # attention heads
     dropout: float = 0.1  # dropout in the encoders and attention
     logit_scale: float = 10.0  # logits = logit_scale · cosine (upstream v2: 1/0.1)
@@ -69,7 +69,7 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    "Beam data and embeddings (DESIGN §3)"
+    "Beam data and embeddings"
     beam_data: str = ''  # beam JSON (upstream format) or RL-format JSON
     embeddings: str = ''  # embeddings.safetensors (ours) or an upstream .pt tensor
     K: int = 64  # candidates per query pool
@@ -103,7 +103,7 @@ class RCEConfig:
     "Reward-weighted cross-entropy warm-up: L = Σ_i softmax(score/τ)_i · CE_i"
     tau_start: float = 2.0  # temperature τ at the start of RCE
     tau_end: float = 0.5  # temperature τ at the end of RCE (linear schedule)
-    lr_ratio: float = 0.1  # RCE LR = SFT LR × lr_ratio (the seed: SFT LR / 10)
+    lr_ratio: float = 0.1  # RCE LR = SFT LR × lr_ratio (the Lever-Plus recipe: SFT LR / 10)
     label_smoothing: float = 0.0  # optional CE label smoothing
     def __post_init__(self):
         _check(self.tau_start > 0 and self.tau_end > 0, f'rce.tau_start/tau_end must be > 0, got {self.tau_start}, {self.tau_end}')
@@ -127,7 +127,7 @@ class GRPOConfig:
     online_samples: int = 0  # G sequences sampled per query from the current policy and scored each step (0 = offline)
     online_every: int = 1  # with online_samples > 0: every n-th step is online, the others offline
     hybrid: bool = False  # online steps also keep the query's offline beams in the group
-    reference: str = 'sft'  # π_ref (and frozen π_old) of the KL term: 'sft' (the seed), or 'warmup' = the policy after RCE
+    reference: str = 'sft'  # π_ref (and frozen π_old) of the KL term: 'sft' (the Lever-Plus recipe), or 'warmup' = the policy after RCE
     def __post_init__(self):
         _check(self.online_samples >= 0 and self.online_samples != 1, f'grpo.online_samples must be 0 (offline) or >= 2 (a group), got {self.online_samples}')
         _check(self.old_policy in ('reference', 'grpo_start', 'epoch'), f"grpo.old_policy must be 'reference', 'grpo_start' or 'epoch', got {self.old_policy!r}")
@@ -144,7 +144,7 @@ class GRPOConfig:
 @dataclass
 class ControlConfig:
     "Adaptive KL coefficient β and policy temperature"
-    mode: str = 'threshold'  # 'threshold' (the seed's rule), 'proportional' (Ziegler et al.), 'fixed'
+    mode: str = 'threshold'  # 'threshold' (the Lever-Plus recipe's rule), 'proportional' (Ziegler et al.), 'fixed'
     kl_low: float = 0.01  # KL below this → β ÷ factor
     kl_high: float = 0.1  # KL above this → β × factor
     factor: float = 1.5  # multiplicative step of the threshold rule

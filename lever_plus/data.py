@@ -267,7 +267,7 @@ def save_embeddings(dir, # output directory
                     query_img, query_txt, # (N_q, d_img), (N_q, d_txt)
                     meta:dict|None=None, # extra meta.json fields: 'model', 'splits', ...
                    )->Path: # the directory
-    "Write `embeddings.safetensors` + `meta.json` (DESIGN §3.2) atomically"
+    "Write `embeddings.safetensors` + `meta.json` atomically"
     from safetensors.torch import save
     dir = Path(dir)
     t = {k: v.detach().float().cpu().contiguous() for k, v in zip(_EMB_KEYS, (pool_img, pool_txt, query_img, query_txt))}

@@ -176,20 +176,15 @@ def combine_rewards(beam:Tensor, # (B, G) beam-level info scores (raw; normalise
     return torch.where(mask, r, torch.zeros((), dtype=r.dtype, device=r.device))
 
 # %% ../nbs/06_rewards.ipynb #139b7327
-ADV_ESTIMATORS: dict = {}
+ADV_ESTIMATORS = Registry('advantage mode', 'grpo.adv_mode')  # mode → fn(reward, mask, eps) -> adv
 
-def register_adv_est(name:str): # registry key
+def register_adv_est(name:str): # registry key (= GRPOConfig.adv_mode)
     "Decorator adding an advantage estimator `fn(reward, mask, eps) -> adv` under `name`"
-    def deco(fn:Callable):
-        ADV_ESTIMATORS[name] = fn
-        return fn
-    return deco
+    return ADV_ESTIMATORS.register(name)
 
 def get_adv_fn(name:str)->Callable:
     "The advantage estimator registered as `name` (the error lists the valid names)"
-    if name not in ADV_ESTIMATORS:
-        raise ConfigError(f"unknown advantage mode {name!r} (grpo.adv_mode); valid: {', '.join(map(repr, ADV_ESTIMATORS))}")
-    return ADV_ESTIMATORS[name]
+    return ADV_ESTIMATORS.lookup(name)
 
 @register_adv_est('zscore')
 def _adv_zscore(reward:Tensor, mask:Tensor, eps:float)->Tensor:

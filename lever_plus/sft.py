@@ -15,7 +15,7 @@ from .checkpoint import open_run_dir, append_jsonl
 from .data import BeamData, BeamDataset, load_embeddings, make_loader, read_beam_data, split_records
 from .model import PointerSelector
 from .lora import build_selector
-from .dist import SingleProcess, SelectorForward  # the run context and the DDP forward module (04c_dist), used here and re-exported
+from .dist import SingleProcess, SelectorForward, to_device  # the run context, the DDP forward module and batch → device (04c_dist); the first two re-exported
 
 # %% auto #0
 __all__ = ['top_beam', 'sft_weights', 'smoothed_ce', 'sft_loss', 'sft_targets', 'cosine_schedule', 'evaluate_sft', 'train_sft',
@@ -82,9 +82,6 @@ def cosine_schedule(opt:torch.optim.Optimizer, total_steps:int, warmup_frac:floa
     return get_cosine_schedule_with_warmup(opt, round(warmup_frac * total_steps), max(total_steps, 1))
 
 # %% ../nbs/05_sft.ipynb #4e095e6a
-def _to_device(batch:dict, device)->dict:
-    return {k: v.to(device) if isinstance(v, Tensor) else v for k, v in batch.items()}
-
 @torch.no_grad()
 def evaluate_sft(model:PointerSelector, loader, # iterable of batch dicts
                  cfg:SFTConfig, scorer=None, # a `Scorer` (info_score / vqa_acc) for greedy-decode metrics
@@ -94,7 +91,7 @@ def evaluate_sft(model:PointerSelector, loader, # iterable of batch dicts
     model.eval()
     tot, n = dict(loss=0., top1=0., info=0., acc=0.), 0
     for b in loader:
-        b = _to_device(b, dev)
+        b = to_device(b, dev)
         B = len(b['query'])
         loss, m = sft_loss(model, b, cfg)
         tot['loss'] += m['loss'] * B; tot['top1'] += m['top1'] * B; n += B
@@ -149,7 +146,7 @@ def _train_sft(model, train_loader, val_loader, cfg, out, log, scorer, ctx):
         t0, tot, nb = time.time(), 0., 0
         for batch in train_loader:
             B = len(batch['query'])
-            b = ctx.shard(_to_device(batch, dev))
+            b = ctx.shard(to_device(batch, dev))
             w = _shard_weight(B, len(b['query']), ctx.world_size)
             loss, m = sft_loss(fwd, b, cfg.sft)
             if not ctx.all_ok(bool(torch.isfinite(loss))):  # every rank skips together

@@ -1,4 +1,4 @@
-"The seed's command line end to end on a tiny simulated world: make_data → sft → grpo (→ resume), and the demo"
+"The Lever-Plus recipe's command line end to end on a tiny simulated world: make_data → sft → grpo (→ resume), and the demo"
 import json
 from pathlib import Path
 import torch

@@ -1,4 +1,4 @@
-"The seed's model lineage as baselines: v0 (GPT-2 over pool ids) and v2_lora (LoRA on a frozen v2)"
+"The Lever-Plus recipe's model lineage as baselines: v0 (GPT-2 over pool ids) and v2_lora (LoRA on a frozen v2)"
 import dataclasses, json, subprocess, sys
 from pathlib import Path
 import pytest

@@ -1,4 +1,4 @@
-"Issue 10: make_data writes RL-format groups with contrast; training reads them like beam files"
+"RL format: make_data writes RL-format groups with contrast; training reads them like beam files"
 import json
 from lever_plus.beams import make_data
 from lever_plus.data import read_beam_data, load_datasets

@@ -1,12 +1,12 @@
 #!/usr/bin/env python
-"""The seed's model lineage on the default simulated world (issue 11) → nbs/results/lineage.json
+"""The Lever-Plus recipe's model lineage on the default simulated world → nbs/results/lineage.json
 
     nohup python tools/lineage_results.py > runs/lineage/lineage.log 2>&1 &     # train → eval → report
     python tools/lineage_results.py eval report                                 # re-evaluate (e.g. once more v3 runs exist)
     python tools/lineage_results.py --quick --work /tmp/lq --out /tmp/lq/lineage.json   # a tiny smoke run
 
-Rows, per seed (3 seeds by default), on the seed's 200 held-out test queries:
-  v0 (GPT-2 over pool ids, SFT), SFT v1, SFT v2, v2_lora (adapters on the seed's SFT v2), v3 offline (RCE+GRPO),
+Rows, per seed (3 seeds by default), on that seed's 200 held-out test queries:
+  v0 (GPT-2 over pool ids, SFT), SFT v1, SFT v2, v2_lora (adapters on that seed's SFT v2), v3 offline (RCE+GRPO),
   v3 online (GRPO, 8 samples per query), v0 + RCE+GRPO (the post-training loop on v0), the similarity
   baselines, random, and the beam oracle; parameter counts and training times beside the scores.
 
@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 QUICK_WORLD = dict(n_pool=400, n_train=64, n_val=16, n_test=48, K=16)
 V0_MODEL = dict(d_model=128, n_layers=2, n_heads=2)  # GPT-2 with n_embd 128, 2 layers, 2 heads: 0.93 M params (v2: 1.09 M)
-LORA = dict(rank=8, alpha=16.0, epochs=5, lr=2e-3)  # adapters on the seed's SFT v2 best/
+LORA = dict(rank=8, alpha=16.0, epochs=5, lr=2e-3)  # adapters on each seed's SFT v2 best/
 SFT_EPOCHS, GRPO_EPOCHS = 10, 3  # the demo's budget (lever_plus.cli.DEMO_*), as in tools/make_results.py
 
 # row name → (run folder name, where it lives: 'from' = make_results' work folder, 'work' = ours)
@@ -47,7 +47,7 @@ def config(seed:int, quick:bool, **over):
     return config_from_dict(TrainConfig, d, 'lineage_results')
 
 def data_dir(a, seed:int)->Path:
-    "The seed's world: make_results' when finished (and not --quick), else ours"
+    "The world of `seed`: make_results' when finished (and not --quick), else ours"
     theirs = a.src/f'seed{seed}'/'data'
     if not a.quick and _done(theirs): return theirs
     d = a.work/f'seed{seed}'/'data'
@@ -80,7 +80,7 @@ def ensure_sft(a, seed:int, label:str, version:str, cfg):
     return out
 
 def ensure_v0_grpo(a, seed:int):
-    "RCE + GRPO (offline, the demo's schedule) on the seed's SFT v0: `post_train` on a `GPTSelector`"
+    "RCE + GRPO (offline, the demo's schedule) on that seed's SFT v0: `post_train` on a `GPTSelector`"
     from lever_plus.data import load_datasets
     from lever_plus.model import load_selector
     from lever_plus.sim import SimScorer
