@@ -207,7 +207,7 @@ def train_loop(run:Run, state:RunState, log=None, progress:bool=True)->dict:
 
 def _history(out:Path)->list:
     f = out/'metrics.jsonl'
-    return [r for r in map(json.loads, f.read_text().splitlines()) if r.get('kind') == 'epoch'] if f.exists() else []
+    return [r for r in read_metrics(f) if r.get('kind') == 'epoch'] if f.exists() else []
 
 def _bar(total, initial, enabled):
     from tqdm.auto import tqdm
@@ -278,7 +278,7 @@ def post_train(cfg:TrainConfig, # the whole run config (curriculum, rce, grpo, c
         raise ConfigError(f'--resume {ckpt} continues the run in {ckpt.parent.parent}, not the output folder {out}; give one folder')
     lock = open_run_dir(out, 'post_train', inputs, overwrite, bool(resume), ctx.is_main)
     try:
-        fp = fingerprint_inputs({k: v for k, v in (inputs or {}).items()}, exclude=out)
+        fp = fingerprint_inputs(inputs or {}, exclude=out)
         if resume: check_resume(out, cfg, fp)
         elif ctx.is_main: save_config(cfg, out/'config.json'); atomic_write_text(out/'inputs.json', json.dumps(fp, indent=1) + '\n')
         ctx.barrier()
