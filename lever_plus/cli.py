@@ -13,9 +13,9 @@ from .core import *
 _docs = functools.cache(docments)  # docments re-parses the source each call: once per class is enough
 
 # %% auto #0
-__all__ = ['DEMO_SFT_EPOCHS', 'DEMO_GRPO_EPOCHS', 'DEMO_ONLINE_EPOCHS', 'DEMO_UNLABELED', 'add_config_flags', 'config_from_args',
-           'make_data_main', 'sft_main', 'grpo_main', 'prepare_vqa_main', 'eval_main', 'run_demo', 'demo_main',
-           'make_data', 'sft', 'grpo', 'demo', 'evaluate', 'prepare_vqa']
+__all__ = ['DEMO_SFT_EPOCHS', 'DEMO_GRPO_EPOCHS', 'DEMO_SFT_PATIENCE', 'DEMO_ONLINE_EPOCHS', 'DEMO_UNLABELED', 'add_config_flags',
+           'config_from_args', 'make_data_main', 'sft_main', 'grpo_main', 'prepare_vqa_main', 'eval_main', 'run_demo',
+           'demo_main', 'make_data', 'sft', 'grpo', 'demo', 'evaluate', 'prepare_vqa']
 
 # %% ../nbs/13_cli.ipynb #88884791
 def _sections(cls=TrainConfig):
@@ -279,7 +279,8 @@ def _run_demo(out, seed, quick, sft_epochs, rce_epochs, grpo_epochs, progress, o
     times['data'] = time.perf_counter() - t0
     data = out/'data'
     scorer = SimScorer.from_dir(data)
-    sft_cfg = TrainConfig(run=RunConfig(seed=seed), sft=SFTConfig(epochs=sft_epochs or (2 if quick else DEMO_SFT_EPOCHS)))
+    sft_cfg = TrainConfig(run=RunConfig(seed=seed), sft=SFTConfig(epochs=sft_epochs or (2 if quick else DEMO_SFT_EPOCHS),
+                                                                  patience=DEMO_SFT_PATIENCE))
     if offline:  # the Lever-Plus recipe: RCE warm-up, then offline GRPO on the beams (π_ref = the warmed-up policy)
         cfg = dataclasses.replace(sft_cfg, grpo=GRPOConfig(reference='warmup'),
                                   curriculum=CurriculumConfig(rce_epochs=rce_epochs if rce_epochs is not None else 1,
@@ -316,6 +317,7 @@ def _run_demo(out, seed, quick, sft_epochs, rce_epochs, grpo_epochs, progress, o
     return dict(rows=rows, times=times, total=total, sft=sft, v3=v3)
 
 DEMO_SFT_EPOCHS, DEMO_GRPO_EPOCHS = 10, 3  # SFT epochs; offline GRPO epochs of `--offline` (after 1 RCE epoch)
+DEMO_SFT_PATIENCE = 3  # SFT stops after this many epochs without a better validation score
 DEMO_ONLINE_EPOCHS, DEMO_UNLABELED = 3, 2000  # the default v3: online GRPO epochs over labeled + unlabeled queries
 
 def demo_main(argv=None):

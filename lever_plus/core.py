@@ -93,10 +93,12 @@ class SFTConfig:
     weight_decay: float = 0.01  # AdamW weight decay
     label_smoothing: float = 0.1  # CE label smoothing
     all_beams: bool = False  # train on every beam (weighted equally) instead of the top beam only
+    patience: int = 0  # stop after this many epochs without a better validation score (0: run every epoch)
     def __post_init__(self):
         _check(self.epochs >= 0, f'sft.epochs must be >= 0, got {self.epochs}')
         _check(self.lr > 0, f'sft.lr must be > 0, got {self.lr}')
         _check(0 <= self.label_smoothing < 1, f'sft.label_smoothing must be in [0, 1), got {self.label_smoothing}')
+        _check(self.patience >= 0, f'sft.patience must be >= 0 (0 = no early stopping), got {self.patience}')
 
 @dataclass
 class RCEConfig:

@@ -108,6 +108,12 @@ def _check_beams(beams:Tensor, K:int):
         raise BeamDataError(f'beams hold positions outside [0, K={K}): min {int(beams.min())}, max {int(beams.max())} '
                             '(beams must be positions into the candidate pool, not pool ids)')
 
+def _check_step_args(beams:Tensor, cands:Tensor, temperature:float)->tuple: # (B, G, S, K)
+    "The checks of every `step_log_probs`: temperature > 0, beams inside the pool"
+    _check_temperature(temperature)
+    _check_beams(beams, cands.shape[1])
+    return (*beams.shape, cands.shape[1])
+
 def _taken_log_probs(lp:Tensor, # (B, G, S, K) step log-probs from `step_log_probs`
                      beams:Tensor, # (B, G, S) the positions taken
                      beam_mask:Tensor|None, # (B, G) bool, False = padded beam (its log-prob is 0)
@@ -123,12 +129,10 @@ def step_log_probs(self:PointerSelector, query:Tensor, # (B, d_in)
                    beams:Tensor, # (B, G, S) long, positions into each query's K candidates
                    cand_mask:Tensor|None=None, # (B, K) bool, False = padded candidate
                    temperature:float=1.0,
+                   cand_ids:Tensor|None=None, # (B, K) pool ids (unused by v1/v2; selectors over pool-id tokens need them)
                   )->tuple[Tensor, Tensor]: # (B, G, S, K) log-probs, (B, G, S, K) bool pickable
     "Teacher-forced step distributions of every beam, from one encoding of each pool"
-    _check_temperature(temperature)
-    B, G, S = beams.shape
-    K = cands.shape[1]
-    _check_beams(beams, K)
+    B, G, S, K = _check_step_args(beams, cands, temperature)
     enc = self.encode(query, cands, cand_mask)
     h = enc.state[:, None].expand(B, G, -1)  # (B, G, D)
     avail = enc.avail[:, None].expand(B, G, K)  # (B, G, K)
@@ -147,7 +151,7 @@ def log_prob(self:PointerSelector, batch:dict, # needs query, cands, beams; opti
             )->Tensor: # (B, G) sequence log-probs (0 for padded beams), or (B, G, S)
     "Log-probs of `batch['beams']` under teacher forcing; each query's pool is encoded once"
     beams = batch['beams']
-    lp, _ = self.step_log_probs(batch['query'], batch['cands'], beams, batch.get('cand_mask'), temperature)
+    lp, _ = self.step_log_probs(batch['query'], batch['cands'], beams, batch.get('cand_mask'), temperature, batch.get('cand_ids'))
     return _taken_log_probs(lp, beams, batch.get('beam_mask'), per_step)
 
 # %% ../nbs/04_model.ipynb #08202a19
@@ -197,6 +201,19 @@ def decode_sequences(next_lp, advance, # the selector's step function and state 
     return (pos[:, 0], logp[:, 0]) if strategy == 'greedy' else (pos, logp)
 
 @patch
+def decoder(self:PointerSelector, query:Tensor, cands:Tensor, cand_mask:Tensor|None=None, cand_ids:Tensor|None=None,
+            temperature:float=1.0)->tuple: # (next_lp, advance, init, n_valid): `decode_sequences`' first four arguments
+    "What `decode` runs: the step function and state update (see `rollout`), the start state of G sequences, the fewest valid candidates"
+    enc = self.encode(query, cands, cand_mask)
+    B, K, D = enc.cands.shape
+    init = lambda G: (enc.state[:, None].expand(B, G, D), enc.avail[:, None].expand(B, G, K))  # (h, avail) of G sequences
+    def advance(st, parent, choice):
+        h, avail = st
+        if parent is not None: h, avail = _take(h, parent), avail.gather(1, parent[..., None].expand_as(avail))
+        return self.update(h, _take(enc.cands, choice)), avail.scatter(-1, choice[..., None], False)
+    return lambda st: self.step_scores(st[0], enc.keys, st[1], temperature), advance, init, int(enc.avail.sum(1).min())
+
+@patch
 @torch.no_grad()
 def decode(self:PointerSelector, query:Tensor, # (B, d_in)
            cands:Tensor, # (B, K, d_in)
@@ -208,16 +225,9 @@ def decode(self:PointerSelector, query:Tensor, # (B, d_in)
            cand_ids:Tensor|None=None, # (B, K) pool ids; when given, the picks' ids are returned too
            generator:torch.Generator|None=None, # RNG for 'sample'
           ): # positions (B, S) | (B, k, S), log-probs (B,) | (B, k)[, pool ids like positions]
-    "Decode sequences from the policy: greedy, sampling without replacement, or beam search"
-    enc = self.encode(query, cands, cand_mask)
-    B, K, D = enc.cands.shape
-    init = lambda G: (enc.state[:, None].expand(B, G, D), enc.avail[:, None].expand(B, G, K))  # (h, avail) of G sequences
-    def advance(st, parent, choice):
-        h, avail = st
-        if parent is not None: h, avail = _take(h, parent), avail.gather(1, parent[..., None].expand_as(avail))
-        return self.update(h, _take(enc.cands, choice)), avail.scatter(-1, choice[..., None], False)
-    pos, logp = decode_sequences(lambda st: self.step_scores(st[0], enc.keys, st[1], temperature), advance, init,
-                                 int(enc.avail.sum(1).min()), strategy, shot_num, k, temperature, generator)
+    "Decode sequences from the policy: greedy, sampling without replacement, or beam search (any selector with a `decoder`)"
+    steps = self.decoder(query, cands, cand_mask, cand_ids, temperature)
+    pos, logp = decode_sequences(*steps, strategy, shot_num, k, temperature, generator)
     if cand_ids is None: return pos, logp
     return pos, logp, cand_ids.gather(1, pos.reshape(len(pos), -1)).view_as(pos)
 

@@ -18,8 +18,8 @@ from .lora import build_selector
 from .dist import SingleProcess, SelectorForward, to_device  # the run context, the DDP forward module and batch → device (04c_dist); the first two re-exported
 
 # %% auto #0
-__all__ = ['top_beam', 'sft_weights', 'smoothed_ce', 'sft_loss', 'sft_targets', 'cosine_schedule', 'evaluate_sft', 'train_sft',
-           'run_sft']
+__all__ = ['top_beam', 'sft_weights', 'smoothed_ce', 'sft_loss', 'sft_targets', 'cosine_schedule', 'greedy_scores',
+           'evaluate_sft', 'train_sft', 'run_sft']
 
 # %% ../nbs/05_sft.ipynb #980eda76
 def top_beam(scores:Tensor, # (B, G) info scores
@@ -83,6 +83,14 @@ def cosine_schedule(opt:torch.optim.Optimizer, total_steps:int, warmup_frac:floa
 
 # %% ../nbs/05_sft.ipynb #4e095e6a
 @torch.no_grad()
+def greedy_scores(model, b:dict, # a batch on the model's device (query, cands, cand_ids, query_ids, beams for S)
+                  scorer)->tuple[Tensor, Tensor]: # (B,) info score, (B,) VQA accuracy
+    "Score each query's greedy-decoded sequence with `scorer` (call in eval mode; what validation selects the best epoch by)"
+    _, _, ids = model.decode(b['query'], b['cands'], 'greedy', b['beams'].shape[-1], cand_mask=b.get('cand_mask'), cand_ids=b['cand_ids'])
+    qids, ids = b['query_ids'].cpu(), ids.cpu()
+    return scorer.info_score(qids, ids), scorer.vqa_acc(qids, ids)
+
+@torch.no_grad()
 def evaluate_sft(model:PointerSelector, loader, # iterable of batch dicts
                  cfg:SFTConfig, scorer=None, # a `Scorer` (info_score / vqa_acc) for greedy-decode metrics
                 )->dict:
@@ -96,10 +104,8 @@ def evaluate_sft(model:PointerSelector, loader, # iterable of batch dicts
         loss, m = sft_loss(model, b, cfg)
         tot['loss'] += m['loss'] * B; tot['top1'] += m['top1'] * B; n += B
         if scorer is not None:
-            _, _, ids = model.decode(b['query'], b['cands'], 'greedy', b['beams'].shape[-1], cand_mask=b.get('cand_mask'),
-                                     cand_ids=b['cand_ids'])
-            qids = b['query_ids'].cpu()
-            tot['info'] += float(scorer.info_score(qids, ids.cpu()).sum()); tot['acc'] += float(scorer.vqa_acc(qids, ids.cpu()).sum())
+            info, acc = greedy_scores(model, b, scorer)
+            tot['info'] += float(info.sum()); tot['acc'] += float(acc.sum())
     model.train(was)
     n = max(n, 1)
     out = {'val_loss': tot['loss'] / n, 'val_top1': tot['top1'] / n}
@@ -167,10 +173,13 @@ def _train_sft(model, train_loader, val_loader, cfg, out, log, scorer, ctx):
         score = rec.get('val_score', epoch)  # no validation: the latest epoch is the best
         if best is None or score > best: best, best_epoch = score, epoch
         rec['best_epoch'] = best_epoch
+        stop = cfg.sft.patience > 0 and val_loader is not None and epoch - best_epoch >= cfg.sft.patience
+        if stop: rec['early_stop'] = True
         if ctx.is_main:
             _save(model, out/'last', cfg, rec)
             if best_epoch == epoch: _save(model, out/'best', cfg, rec)
         emit(rec); hist.append(rec)
+        if stop: break
     if not hist and ctx.is_main:  # sft.epochs == 0: the untrained model is both
         for d in ('last', 'best'): _save(model, out/d, cfg, {'kind': 'epoch', 'epoch': 0, 'step': 0, 'best_epoch': 0})
     ctx.barrier()  # the others may read best/ and last/ once train_sft returns

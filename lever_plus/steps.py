@@ -13,6 +13,7 @@ from .dist import SelectorForward, to_device
 from .rewards import combine_rewards, sequence_reward, group_advantages, adv_kwargs, masked_mean, masked_std
 from .rce import rce_loss, label_smoothed_nll
 from .grpo import grpo_loss, grpo_kwargs, kl_k3
+from .sft import greedy_scores
 from .curriculum import Stage, top_k_mask
 
 # %% auto #0
@@ -102,9 +103,8 @@ def validate(policy, ref, ds:BeamDataset, cfg:TrainConfig, scorer=None, device='
         adv, st = group_advantages(batch_rewards(b, cfg, mask, dataset_stats)[0], mask, **adv_kwargs(cfg.grpo))
         advs.append(adv[mask].cpu()); tot['zero'] += st['n_zero_std']; tot['n_q'] += B
         if scorer is not None:
-            _, _, ids = policy.decode(b['query'], b['cands'], 'greedy', S, cand_mask=b.get('cand_mask'), cand_ids=b['cand_ids'])
-            qids = b['query_ids'].cpu()
-            tot['info'] += float(scorer.info_score(qids, ids.cpu()).sum()); tot['acc'] += float(scorer.vqa_acc(qids, ids.cpu()).sum())
+            info, acc = greedy_scores(policy, b, scorer)
+            tot['info'] += float(info.sum()); tot['acc'] += float(acc.sum())
     policy.train(was)
     n, adv = max(tot['n_q'], 1), torch.cat(advs) if advs else torch.zeros(0)
     m = {'val_loss': tot['loss'] / n, 'val_kl': tot['kl'] / (n * VAL_KL_SAMPLES), 'val_kl_beams': tot['kl_beams'] / max(tot['n_beams'], 1),

@@ -12,8 +12,8 @@ import torch.nn.functional as F
 from torch import nn, Tensor
 from fastcore.basics import patch
 from .core import *
-from .model import (NEG, _check_temperature, _check_beams, _taken_log_probs, decode_sequences, write_checkpoint,
-                              read_checkpoint, load_weights, SELECTORS)
+from .model import (NEG, _check_step_args, write_checkpoint,
+                              read_checkpoint, load_weights, SELECTORS, PointerSelector)
 
 # %% auto #0
 __all__ = ['MAX_SHOTS', 'TokenPool', 'GPTSelector']
@@ -81,18 +81,10 @@ class GPTSelector(nn.Module):
 
 # %% ../nbs/04a_v0.ipynb #85a9788b
 @patch
-def step_log_probs(self:GPTSelector, query:Tensor, # (B, d_in)
-                   cands:Tensor, # (B, K, d_in)
-                   beams:Tensor, # (B, G, S) long, positions into each query's K candidates
-                   cand_mask:Tensor|None=None, # (B, K) bool, False = padded candidate
-                   temperature:float=1.0,
-                   cand_ids:Tensor|None=None, # (B, K) pool ids of the candidates (required by v0)
-                  )->tuple[Tensor, Tensor]: # (B, G, S, K) log-probs, (B, G, S, K) bool pickable
-    "Teacher-forced step distributions of every beam, from one encoding of each pool"
-    _check_temperature(temperature)
-    B, G, S = beams.shape
-    K = cands.shape[1]
-    _check_beams(beams, K)
+def step_log_probs(self:GPTSelector, query:Tensor, cands:Tensor, beams:Tensor, cand_mask:Tensor|None=None, temperature:float=1.0,
+                   cand_ids:Tensor|None=None)->tuple[Tensor, Tensor]: # (B, G, S, K) log-probs, (B, G, S, K) bool pickable
+    "Teacher-forced step distributions of every beam, as `PointerSelector.step_log_probs` (`cand_ids` required)"
+    B, G, S, K = _check_step_args(beams, cands, temperature)
     enc = self.encode(query, cands, cand_mask, cand_ids)
     h = self.hidden(enc, beams[..., :S - 1])  # (B, G, S, D)
     logits = self.scale * torch.einsum('bgsd,bkd->bgsk', h, enc.cands)  # (B, G, S, K)
@@ -101,15 +93,7 @@ def step_log_probs(self:GPTSelector, query:Tensor, # (B, d_in)
     avail = enc.avail[:, None, None] & ~before  # (B, G, S, K)
     return torch.log_softmax((logits / temperature).masked_fill(~avail, NEG), -1), avail
 
-@patch
-def log_prob(self:GPTSelector, batch:dict, # needs query, cands, cand_ids, beams; optional cand_mask, beam_mask
-             temperature:float=1.0,
-             per_step:bool=False, # return (B, G, S) per-shot log-probs instead of their sum
-            )->Tensor: # (B, G) sequence log-probs (0 for padded beams), or (B, G, S)
-    "Log-probs of `batch['beams']` under teacher forcing; each query's pool is encoded once"
-    beams = batch['beams']
-    lp, _ = self.step_log_probs(batch['query'], batch['cands'], beams, batch.get('cand_mask'), temperature, batch.get('cand_ids'))
-    return _taken_log_probs(lp, beams, batch.get('beam_mask'), per_step)
+GPTSelector.log_prob = PointerSelector.log_prob  # sequence log-probs from the step distributions above (the batch needs cand_ids)
 
 # %% ../nbs/04a_v0.ipynb #b05b04e6
 def _next_log_probs(model:GPTSelector, enc:TokenPool, prefix:Tensor, # (B, G, t) positions chosen so far
@@ -121,27 +105,18 @@ def _next_log_probs(model:GPTSelector, enc:TokenPool, prefix:Tensor, # (B, G, t)
     return torch.log_softmax((logits / T).masked_fill(~avail, NEG), -1)
 
 @patch
-@torch.no_grad()
-def decode(self:GPTSelector, query:Tensor, # (B, d_in)
-           cands:Tensor, # (B, K, d_in)
-           strategy:str='greedy', # 'greedy', 'sample' or 'beam'
-           shot_num:int=2, # S, picks per sequence
-           k:int=1, # samples / beam width ('sample', 'beam')
-           temperature:float=1.0,
-           cand_mask:Tensor|None=None, # (B, K) bool, False = padded candidate (never picked)
-           cand_ids:Tensor|None=None, # (B, K) pool ids (required by v0)
-           generator:torch.Generator|None=None, # RNG for 'sample'
-          ): # positions (B, S) | (B, k, S), log-probs (B,) | (B, k), pool ids like positions
-    "Decode sequences of distinct candidates of each query's pool: greedy, sampling, or beam search"
+def decoder(self:GPTSelector, query:Tensor, cands:Tensor, cand_mask:Tensor|None=None, cand_ids:Tensor|None=None,
+            temperature:float=1.0)->tuple: # (next_lp, advance, init, n_valid), as `PointerSelector.decoder`
+    "What `decode` runs: the state of a partial sequence is its prefix of positions (B, G, t)"
     enc = self.encode(query, cands, cand_mask, cand_ids)
     B = len(enc.cands)
-    init = lambda G: torch.zeros(B, G, 0, dtype=torch.long, device=enc.cands.device)  # the state is the prefix (B, G, t)
+    init = lambda G: torch.zeros(B, G, 0, dtype=torch.long, device=enc.cands.device)
     def advance(prefix, parent, choice):
         if parent is not None: prefix = prefix.gather(1, parent[..., None].expand(*parent.shape, prefix.shape[-1]))
         return torch.cat([prefix, choice[..., None]], -1)
-    pos, logp = decode_sequences(lambda prefix: _next_log_probs(self, enc, prefix, temperature), advance, init,
-                                 int(enc.avail.sum(1).min()), strategy, shot_num, k, temperature, generator)
-    return pos, logp, cand_ids.gather(1, pos.reshape(len(pos), -1)).view_as(pos)
+    return lambda prefix: _next_log_probs(self, enc, prefix, temperature), advance, init, int(enc.avail.sum(1).min())
+
+GPTSelector.decode = PointerSelector.decode  # the same decoding over v0's `decoder` (cand_ids required: the picks' pool ids are returned)
 
 # %% ../nbs/04a_v0.ipynb #3bac4e60
 SELECTORS.register('v0')(GPTSelector)  # `lever_plus.model.load_selector` builds v0 checkpoints with it
