@@ -124,7 +124,8 @@ class GRPOConfig:
     log_ratio_clip: float = 20.0  # log-ratios clamped to ±this before exp
     seq_ratio: str = 'sum'  # 'sum': ratio of sequence probabilities; 'mean': per-shot geometric mean (GSPO)
     old_policy: str = 'reference'  # offline π_old: 'reference' (frozen π_ref, the Lever-Plus recipe), 'grpo_start' (the policy entering GRPO), 'epoch' (refreshed each epoch)
-    kl_cap: float = 0.0  # per-sequence k3 KL capped at this (0 = no cap; verl uses 10)
+    kl_cap: float = 0.0  # per-sequence KL term capped at this (0 = no cap; verl uses 10)
+    kl_estimator: str = 'k3'  # per-sequence KL term: 'k3' (e^d − d − 1, d = log π_ref/π) or 'recipe' (r − 1 − log r, r = π/π_ref)
     lr_ratio: float = 0.1  # GRPO LR = SFT LR × lr_ratio
     online_samples: int = 0  # G sequences sampled per query from the current policy and scored each step (0 = offline)
     online_every: int = 1  # with online_samples > 0: every n-th step is online, the others offline
@@ -134,6 +135,7 @@ class GRPOConfig:
         _check(self.online_samples >= 0 and self.online_samples != 1, f'grpo.online_samples must be 0 (offline) or >= 2 (a group), got {self.online_samples}')
         _check(self.old_policy in ('reference', 'grpo_start', 'epoch'), f"grpo.old_policy must be 'reference', 'grpo_start' or 'epoch', got {self.old_policy!r}")
         _check(self.kl_cap >= 0, f'grpo.kl_cap must be >= 0 (0 = no cap), got {self.kl_cap}')
+        _check(self.kl_estimator in ('k3', 'recipe'), f"grpo.kl_estimator must be 'k3' or 'recipe', got {self.kl_estimator!r}")
         _check(self.reference in ('sft', 'warmup'), f"grpo.reference must be 'sft' or 'warmup', got {self.reference!r}")
         _check(self.online_every >= 1, f'grpo.online_every must be >= 1, got {self.online_every}')
         _check(0 < self.clip_eps_low < 1 and self.clip_eps_high > 0,

@@ -10,7 +10,7 @@ from .core import *
 from .rewards import masked_mean, masked_std
 
 # %% auto #0
-__all__ = ['kl_k3', 'clipped_policy_loss', 'grpo_loss', 'grpo_kwargs']
+__all__ = ['kl_k3', 'kl_estimate', 'clipped_policy_loss', 'grpo_loss', 'grpo_kwargs']
 
 # %% ../nbs/08_grpo.ipynb #6660b0cc
 def _safe_diff(a:Tensor, b:Tensor)->Tensor:
@@ -24,6 +24,18 @@ def kl_k3(logp:Tensor, # (...) log-prob of each sample under the policy
          )->Tensor: # (...) k3 estimate, ≥ 0, 0 where logp == ref_logp
     "Schulman's k3 estimator of KL(π ‖ π_ref): `exp(d) − d − 1` with `d = ref_logp − logp`"
     d = _safe_diff(ref_logp.detach(), logp).clamp(-clip, clip)
+    return (torch.expm1(d) - d).clamp(min=0)
+
+# %% ../nbs/08_grpo.ipynb #18624085
+def kl_estimate(logp:Tensor, # (...) log-prob of each sample under the policy
+                ref_logp:Tensor, # (...) log-prob of the same sample under the reference
+                estimator:str='k3', # 'k3' or 'recipe'
+                clip:float=20.0, # the log-ratio is clamped to ±clip before exp
+               )->Tensor: # (...) per-sample KL term, ≥ 0
+    "Per-sample KL term: k3 `e^d − d − 1` (`d = log π_ref − log π`) or the recipe's `r − 1 − log r` (`r = π/π_ref`)"
+    if estimator == 'k3': return kl_k3(logp, ref_logp, clip)
+    if estimator != 'recipe': raise ConfigError(f"grpo.kl_estimator must be 'k3' or 'recipe', got {estimator!r}")
+    d = _safe_diff(logp, ref_logp.detach()).clamp(-clip, clip)  # log r
     return (torch.expm1(d) - d).clamp(min=0)
 
 # %% ../nbs/08_grpo.ipynb #8c51a420
@@ -47,7 +59,8 @@ def grpo_loss(logp:Tensor, # (B, G) sequence log-prob under the policy being tra
               log_ratio_clip:float=20.0, # log-ratios clamped to ±this before exp (ratio and KL)
               n_steps:int|Tensor|None=None, # shots per sequence (int or (B, G)): GSPO per-shot mean ratio; None = sequence ratio
               loss_mask:Tensor|None=None, # (B, G) bool, beams that enter the loss (subset of `mask`); None = mask
-              kl_cap:float=0.0, # per-sequence k3 capped at this (0 = no cap), so one sequence cannot dominate a batch
+              kl_cap:float=0.0, # per-sequence KL term capped at this (0 = no cap), so one sequence cannot dominate a batch
+              kl_estimator:str='k3', # the per-sequence KL term (`kl_estimate`): 'k3' or 'recipe'
              )->tuple: # loss (scalar tensor), metrics dict of floats
     "GRPO loss `L_PPO + β·L_KL` over the valid beams, with metrics"
     assert logp.shape == old_logp.shape == adv.shape == mask.shape and logp.dim() == 2, (logp.shape, old_logp.shape, adv.shape, mask.shape)
@@ -65,9 +78,9 @@ def grpo_loss(logp:Tensor, # (B, G) sequence log-prob under the policy being tra
     ppo = clipped_policy_loss(ratio, a, eps_low, eps_high).sum() / n
     if ref_logp is None: kl = zero
     else:
-        k3 = kl_k3(torch.where(m, logp, zero), torch.where(m, ref_logp, zero), clip=log_ratio_clip)  # (B, G), 0 outside m
-        if kl_cap > 0: k3 = k3.clamp(max=kl_cap)
-        kl = k3.sum() / n
+        kls = kl_estimate(torch.where(m, logp, zero), torch.where(m, ref_logp, zero), kl_estimator, log_ratio_clip)  # (B, G), 0 outside m
+        if kl_cap > 0: kls = kls.clamp(max=kl_cap)
+        kl = kls.sum() / n
     loss = ppo + beta * kl if ref_logp is not None else ppo
     with torch.no_grad():  # all metrics leave the device in one transfer
         am = adv.detach()
@@ -91,4 +104,5 @@ def grpo_kwargs(cfg:GRPOConfig, # the GRPO section of the config
                )->dict: # keyword arguments of `grpo_loss`
     "`grpo_loss` keyword arguments taken from `cfg`"
     return dict(eps_low=cfg.clip_eps_low, eps_high=cfg.clip_eps_high, log_ratio_clip=cfg.log_ratio_clip,
-                n_steps=shot_num if cfg.seq_ratio == 'mean' else None, kl_cap=cfg.kl_cap)
+                n_steps=shot_num if cfg.seq_ratio == 'mean' else None, kl_cap=cfg.kl_cap,
+                kl_estimator=cfg.kl_estimator)
