@@ -278,13 +278,35 @@ def save_embeddings(dir, # output directory
     atomic_write_text(dir/'meta.json', json.dumps(m, indent=1) + '\n')
     return dir
 
+_NUMPY_GLOBALS = ('numpy._core.multiarray._reconstruct', 'numpy.core.multiarray._reconstruct', 'numpy.ndarray', 'numpy.dtype')
+
+def _numpy_safe_globals()->list:
+    "What unpickling a plain numpy array needs (upstream's CLIP feature caches are numpy arrays saved with torch.save)"
+    import numpy as np
+    try: from numpy._core.multiarray import _reconstruct
+    except ImportError: from numpy.core.multiarray import _reconstruct
+    return [_reconstruct, np.ndarray, np.dtype, *(type(np.dtype(t)) for t in ('float16', 'float32', 'float64'))]
+
+def _read_tensor_file(path):
+    "A `.pt`/`.pth` holding one tensor or one numpy array, read without an unrestricted unpickle"
+    try: return torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as e: first = e
+    try: needs = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+    except Exception: needs = None
+    if needs and all(g in _NUMPY_GLOBALS or g.startswith('numpy.dtypes.') for g in needs):  # a numpy array: allow-list its types only
+        try:
+            with torch.serialization.safe_globals(_numpy_safe_globals()): return torch.load(path, map_location='cpu', weights_only=True)
+        except Exception as e: first = e
+    conv = Path(path).with_name(Path(path).stem + '_tensor.pt')
+    raise EmbeddingError(f'{path}: refused by torch.load(weights_only=True) ({str(first).splitlines()[0][:160]}); only a plain [N, d] tensor or '
+                         f'numpy array is read, never an arbitrary pickle: if you trust the file, convert it once with python -c "import torch; '
+                         f"torch.save(torch.as_tensor(torch.load('{path}', weights_only=False)), '{conv}')\"") from None
+
 def _load_pt(path) -> EmbeddingStore:
-    try: x = torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as e:
-        raise EmbeddingError(f'{path}: refused by torch.load(weights_only=True) ({str(e).splitlines()[0][:200]}); only a plain '
-                             f'[N, d] tensor is read, never an arbitrary pickle: re-save it with torch.save(tensor, path)') from None
+    x = _read_tensor_file(path)
+    if type(x).__module__ == 'numpy' and getattr(x, 'ndim', 0) == 2 and x.dtype.kind == 'f': x = torch.from_numpy(x.copy())
     if not isinstance(x, torch.Tensor) or x.ndim != 2:
-        raise EmbeddingError(f'{path}: holds a {type(x).__name__}{tuple(x.shape) if isinstance(x, torch.Tensor) else ""}, expected one [N, d] tensor')
+        raise EmbeddingError(f'{path}: holds a {type(x).__name__}{tuple(x.shape) if hasattr(x, "shape") else ""}, expected one [N, d] tensor')
     bad = (~torch.isfinite(x)).any(1).nonzero()
     if len(bad): raise EmbeddingError(f'{path}: holds NaN/inf (first in row {bad[0].item()})')
     x = x.float()

@@ -46,6 +46,8 @@ def pick_sequences(method, # a name in BASELINES, or a selector with `decode`
                    seed:int=0, # seed of 'random'
                    beams:Tensor|None=None, # (N, G, S) each query's beams as positions into its candidates, best first ('oracle')
                    batch_size:int=256, # queries per `decode` call of a selector
+                   strategy:str='greedy', # a selector's decoding: 'greedy' or 'beam' (the best of `beam_width` beams)
+                   beam_width:int=5,
                   )->Tensor: # (N, S) pool ids
     "The S pool ids `method` picks from each query's candidates"
     if isinstance(method, str):
@@ -67,7 +69,9 @@ def pick_sequences(method, # a name in BASELINES, or a selector with `decode`
     for i in range(0, len(query_ids), batch_size):
         c = cand_ids[i:i + batch_size]
         x = to_device(dict(query=store.queries[query_ids[i:i + batch_size]], cands=store.pool[c], cand_ids=c), dev)
-        ids.append(method.decode(x['query'], x['cands'], 'greedy', S, cand_ids=x['cand_ids'])[2].cpu())
+        if strategy not in ('greedy', 'beam'): raise ConfigError(f"strategy must be 'greedy' or 'beam', got {strategy!r}")
+        picked = method.decode(x['query'], x['cands'], strategy, S, k=beam_width if strategy == 'beam' else 1, cand_ids=x['cand_ids'])[2]
+        ids.append((picked[:, 0] if strategy == 'beam' else picked).cpu())  # beam: the most likely of the k
     return torch.cat(ids) if ids else cand_ids.new_zeros(0, S)
 
 @torch.no_grad()
