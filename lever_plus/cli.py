@@ -242,6 +242,7 @@ def eval_main(argv=None):
     p.add_argument('--n_boot', type=int, default=1000, help='bootstrap resamples')
     p.add_argument('--device', default='cpu')
     a = p.parse_args(argv)
+    if a.n_boot < 1: raise ConfigError(f'--n_boot must be >= 1 (bootstrap resamples), got {a.n_boot}')
     bd = a.beam_data if a.beam_data is None or len(a.beam_data) > 1 else a.beam_data[0]
     res = run_eval(a.ckpt, a.embeddings, bd, a.split, a.shots, a.out, a.name, seed=a.seed, n_boot=a.n_boot, device=a.device)
     print(res['table'])
@@ -302,7 +303,7 @@ def _run_demo(out, seed, quick, sft_epochs, rce_epochs, grpo_epochs, progress, o
     times['data'] = time.perf_counter() - t0
     data = out/'data'
     scorer = SimScorer.from_dir(data)
-    sft_cfg = TrainConfig(run=RunConfig(seed=seed), sft=SFTConfig(epochs=sft_epochs or (2 if quick else DEMO_SFT_EPOCHS),
+    sft_cfg = TrainConfig(run=RunConfig(seed=seed), sft=SFTConfig(epochs=sft_epochs if sft_epochs is not None else (2 if quick else DEMO_SFT_EPOCHS),
                                                                   patience=DEMO_SFT_PATIENCE))
     if offline:  # the Lever-Plus recipe: RCE warm-up, then offline GRPO on the beams (π_ref = the warmed-up policy)
         cfg = dataclasses.replace(sft_cfg, grpo=GRPOConfig(reference='warmup'),

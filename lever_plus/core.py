@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #d4b13b90
 from __future__ import annotations
-import dataclasses, difflib, json, os, random, shutil, tempfile, typing
+import dataclasses, difflib, json, math, os, random, shutil, tempfile, typing
 from dataclasses import dataclass, field, fields, asdict, is_dataclass
 from pathlib import Path
 import numpy as np
@@ -42,6 +42,13 @@ class OutputError(LeverPlusError, OSError):
 # %% ../nbs/00_core.ipynb #c174f414
 def _check(cond, msg):
     if not cond: raise ConfigError(msg)
+
+def _check_finite(cfg, section:str, allow_inf:tuple=()):
+    "Refuse NaN and ±inf in the float fields of config `cfg` (named `section.field`), except those in `allow_inf` (+inf only)"
+    for f in fields(cfg):
+        v = getattr(cfg, f.name)
+        if isinstance(v, float) and not math.isfinite(v) and not (f.name in allow_inf and v == math.inf):
+            raise ConfigError(f'{section}.{f.name} must be a finite number, got {v}')
 
 @dataclass
 class ModelConfig:
@@ -95,10 +102,12 @@ class SFTConfig:
     all_beams: bool = False  # train on every beam (weighted equally) instead of the top beam only
     patience: int = 0  # stop after this many epochs without a better validation score (0: run every epoch)
     def __post_init__(self):
+        _check_finite(self, 'sft')
         _check(self.epochs >= 0, f'sft.epochs must be >= 0, got {self.epochs}')
         _check(self.lr > 0, f'sft.lr must be > 0, got {self.lr}')
         _check(0 <= self.label_smoothing < 1, f'sft.label_smoothing must be in [0, 1), got {self.label_smoothing}')
         _check(self.patience >= 0, f'sft.patience must be >= 0 (0 = no early stopping), got {self.patience}')
+        _check(self.weight_decay >= 0, f'sft.weight_decay must be >= 0, got {self.weight_decay}')
 
 @dataclass
 class RCEConfig:
@@ -108,8 +117,10 @@ class RCEConfig:
     lr_ratio: float = 0.1  # RCE LR = SFT LR × lr_ratio (the Lever-Plus recipe: SFT LR / 10)
     label_smoothing: float = 0.0  # optional CE label smoothing
     def __post_init__(self):
+        _check_finite(self, 'rce')
         _check(self.tau_start > 0 and self.tau_end > 0, f'rce.tau_start/tau_end must be > 0, got {self.tau_start}, {self.tau_end}')
         _check(self.lr_ratio > 0, f'rce.lr_ratio must be > 0, got {self.lr_ratio}')
+        _check(0 <= self.label_smoothing < 1, f'rce.label_smoothing must be in [0, 1), got {self.label_smoothing}')
 
 @dataclass
 class GRPOConfig:
@@ -132,6 +143,7 @@ class GRPOConfig:
     hybrid: bool = False  # online steps also keep the query's offline beams in the group
     reference: str = 'sft'  # π_ref (and frozen π_old) of the KL term: 'sft' (the Lever-Plus recipe), or 'warmup' = the policy after RCE
     def __post_init__(self):
+        _check_finite(self, 'grpo')
         _check(self.online_samples >= 0 and self.online_samples != 1, f'grpo.online_samples must be 0 (offline) or >= 2 (a group), got {self.online_samples}')
         _check(self.old_policy in ('reference', 'grpo_start', 'epoch'), f"grpo.old_policy must be 'reference', 'grpo_start' or 'epoch', got {self.old_policy!r}")
         _check(self.kl_cap >= 0, f'grpo.kl_cap must be >= 0 (0 = no cap), got {self.kl_cap}')
@@ -144,6 +156,9 @@ class GRPOConfig:
         _check(self.adv_mode in ('zscore', 'no_std', 'rank'), f"grpo.adv_mode must be one of 'zscore', 'no_std', 'rank', got {self.adv_mode!r}")
         _check(self.seq_ratio in ('sum', 'mean'), f"grpo.seq_ratio must be 'sum' or 'mean', got {self.seq_ratio!r}")
         _check(self.adv_clip > 0, f'grpo.adv_clip must be > 0, got {self.adv_clip}')
+        _check(self.adv_eps >= 0, f'grpo.adv_eps must be >= 0, got {self.adv_eps}')
+        _check(self.log_ratio_clip > 0, f'grpo.log_ratio_clip must be > 0, got {self.log_ratio_clip}')
+        _check(self.lr_ratio > 0, f'grpo.lr_ratio must be > 0 (GRPO LR = sft.lr × lr_ratio; skip GRPO with --grpo_epochs 0), got {self.lr_ratio}')
 
 @dataclass
 class ControlConfig:
@@ -163,6 +178,7 @@ class ControlConfig:
     update: str = 'epoch'  # when β and the temperature move: 'epoch' (on the epoch's mean KL) or 'ema' (each step, on an EMA of the batch KL)
     ema_decay: float = 0.9  # with update='ema': KL_ema ← decay·KL_ema + (1 − decay)·KL_batch
     def __post_init__(self):
+        _check_finite(self, 'control')
         _check(self.mode in ('threshold', 'proportional', 'fixed'), f"control.mode must be 'threshold', 'proportional' or 'fixed', got {self.mode!r}")
         _check(0 <= self.kl_low < self.kl_high, f'control.kl_low ({self.kl_low}) must be < control.kl_high ({self.kl_high})')
         _check(self.update in ('epoch', 'ema'), f"control.update must be 'epoch' or 'ema', got {self.update!r}")
@@ -170,6 +186,9 @@ class ControlConfig:
         _check(self.factor > 1, f'control.factor must be > 1, got {self.factor}')
         _check(0 < self.beta_min <= self.beta_max, f'control.beta_min/beta_max must satisfy 0 < min <= max, got {self.beta_min}, {self.beta_max}')
         _check(0 < self.temp_min <= self.temp_max, f'control.temp_min/temp_max must satisfy 0 < min <= max, got {self.temp_min}, {self.temp_max}')
+        _check(self.target_kl > 0, f'control.target_kl must be > 0, got {self.target_kl}')
+        _check(self.horizon >= 1, f'control.horizon must be >= 1 (updates), got {self.horizon}')
+        _check(self.temp_factor >= 1, f'control.temp_factor must be >= 1 (1 = a fixed temperature), got {self.temp_factor}')
 
 @dataclass
 class CurriculumConfig:
@@ -179,6 +198,7 @@ class CurriculumConfig:
     top_k: int = 3  # beams kept in stage 2
     top_k_frac: float = 0.5  # fraction of the GRPO epochs spent on the top-k beams (rounded)
     def __post_init__(self):
+        _check_finite(self, 'curriculum')
         _check(self.rce_epochs >= 0, f'curriculum.rce_epochs must be >= 0, got {self.rce_epochs}')
         _check(self.grpo_epochs >= 0, f'curriculum.grpo_epochs must be >= 0, got {self.grpo_epochs}')
         _check(self.top_k >= 1, f'curriculum.top_k must be >= 1, got {self.top_k}')
@@ -192,7 +212,10 @@ class RewardConfig:
     w_task: float = 0.0  # weight of the task-level reward (VQA accuracy), needs a scorer or the field
     beam_norm: str = 'group'  # how info scores are normalised: 'group' (z-score in group), 'dataset', 'rank', 'none'
     def __post_init__(self):
+        _check_finite(self, 'reward')
         _check(self.beam_norm in ('group', 'dataset', 'rank', 'none'), f"reward.beam_norm must be 'group', 'dataset', 'rank' or 'none', got {self.beam_norm!r}")
+        _check(min(self.w_beam, self.w_seq, self.w_task) >= 0 and self.w_beam + self.w_seq + self.w_task > 0,
+               f'reward weights must be >= 0 with one > 0, got w_beam={self.w_beam}, w_seq={self.w_seq}, w_task={self.w_task}')
 
 @dataclass
 class RunConfig:
@@ -207,9 +230,14 @@ class RunConfig:
     max_bad_steps: int = 20  # stop after this many consecutive non-finite steps
     log_every: int = 10  # steps between metric lines
     def __post_init__(self):
+        _check_finite(self, 'run', allow_inf=('kl_ceiling',))
         _check(self.grad_clip >= 0, f'run.grad_clip must be >= 0, got {self.grad_clip}')
         _check(0 <= self.warmup_frac < 1, f'run.warmup_frac must be in [0, 1), got {self.warmup_frac}')
         _check(self.select_by in ('score', 'kl'), f"run.select_by must be 'score' or 'kl', got {self.select_by!r}")
+        _check(0 <= self.seed < 2 ** 32, f'run.seed must be in [0, 2**32), got {self.seed}')
+        _check(self.kl_ceiling > 0, f'run.kl_ceiling must be > 0 (inf = no ceiling), got {self.kl_ceiling}')
+        _check(self.max_bad_steps >= 1, f'run.max_bad_steps must be >= 1, got {self.max_bad_steps}')
+        _check(self.log_every >= 1, f'run.log_every must be >= 1, got {self.log_every}')
 
 @dataclass
 class TrainConfig:
@@ -252,7 +280,11 @@ def config_from_dict(cls, d:dict, where:str='config', prefix:str=''):
         if is_dataclass(tp): kw[k] = config_from_dict(tp, v, where, f'{prefix}{k}.'); continue
         if not _type_ok(v, tp):
             tname = getattr(tp, '__name__', str(tp))
-            raise ConfigError(f'{where}: field `{prefix}{k}` expects {tname}, got {type(v).__name__} {v!r}')
+            hint = ''
+            if tp is float and isinstance(v, str):
+                try: hint = f' (YAML reads {v} as a string: write it with a decimal point, e.g. {float(v):.1e}, or as {float(v)!r})' if float(v) == float(v) else ''
+                except ValueError: pass
+            raise ConfigError(f'{where}: field `{prefix}{k}` expects {tname}, got {type(v).__name__} {v!r}{hint}')
         kw[k] = float(v) if tp is float else v
     try: return cls(**kw)
     except ConfigError as e: raise ConfigError(f'{where}: {e}') from None
@@ -262,16 +294,36 @@ def config_to_dict(cfg) -> dict:
     return asdict(cfg)
 
 # %% ../nbs/00_core.ipynb #7881b2bc
+class _DuplicateKey(ValueError): "A JSON / YAML mapping names one key twice (parsers silently keep the last)"
+
+def _json_no_dup(pairs:list)->dict:
+    d = {}
+    for k, v in pairs:
+        if k in d: raise _DuplicateKey(f'key `{k}` appears twice in one object (keep one)')
+        d[k] = v
+    return d
+
+def _yaml_no_dup(text:str):
+    import yaml
+    class Loader(yaml.SafeLoader): pass
+    def mapping(loader, node, deep=False):
+        keys = [loader.construct_object(k, deep=deep) for k, _ in node.value]
+        dup = next((k for i, k in enumerate(keys) if k in keys[:i]), None)
+        if dup is not None: raise _DuplicateKey(f'key `{dup}` appears twice in one mapping (line {node.start_mark.line + 1}; keep one)')
+        return loader.construct_mapping(node, deep)
+    Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, mapping)
+    return yaml.load(text, Loader=Loader)
+
 def load_config(path, cls=TrainConfig):
     "Read a JSON or YAML config file into `cls`, with errors naming the file and field"
     path = Path(path)
     if not path.is_file(): raise ConfigError(f'{path}: config file not found')
-    text = path.read_text()
+    try: text = path.read_text(encoding='utf-8-sig')  # a byte-order mark is not an error
+    except (OSError, UnicodeDecodeError) as e: raise ConfigError(f'{path}: cannot read ({e.strerror if isinstance(e, OSError) else e})') from None
     try:
-        if path.suffix.lower() in ('.yaml', '.yml'):
-            import yaml
-            d = yaml.safe_load(text) or {}
-        else: d = json.loads(text)
+        if path.suffix.lower() in ('.yaml', '.yml'): d = _yaml_no_dup(text) or {}
+        else: d = json.loads(text, object_pairs_hook=_json_no_dup)
+    except _DuplicateKey as e: raise ConfigError(f'{path}: {e}') from None
     except Exception as e: raise ConfigError(f'{path}: not valid {"YAML" if path.suffix.lower() in (".yaml", ".yml") else "JSON"}: {e}') from None
     return config_from_dict(cls, d, str(path))
 

@@ -93,6 +93,7 @@ def bootstrap_ci(x, # (N,) per-query values
                  level:float=0.95, # confidence level
                  seed:int=0)->tuple: # (low, high) percentile interval of the mean
     "Percentile-bootstrap confidence interval of the mean of `x`"
+    if n_boot < 1: raise ConfigError(f'n_boot (bootstrap resamples) must be >= 1, got {n_boot}')
     x = np.asarray(x, dtype=np.float64)
     if len(x) == 0: return (float('nan'), float('nan'))
     rng = np.random.default_rng(seed)
@@ -319,6 +320,7 @@ def run_eval(ckpts:list, # selector checkpoint folders of any version (or run fo
     dup = {n for n in names if names.count(n) > 1}
     names = [f'{n} [{p.parent.name if p.name == "best" else p.name}]' if n in dup else n for n, p in zip(names, paths)]
     names = [f'{n} #{i + 1}' if names.count(n) > 1 else n for i, n in enumerate(names)]  # still the same: number them
+    device = get_device(device)  # an unknown device is named as such, not blamed on a checkpoint
     models = {n: load_selector(p, device) for n, p in zip(names, paths)}  # any version: v0, v1, v2, v2_lora
     res, table = {}, []
     for S in (shots or sorted(sets)):

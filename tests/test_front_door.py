@@ -1,0 +1,58 @@
+"""Bad values refused at the door: each case exits 2 with one line naming the flag / file / field, and writes nothing.
+
+One table: (case id, command, arguments, expected fragment of the message). `{world}`, `{sft}`, `{tmp}` are filled in."""
+import json
+from pathlib import Path
+import pytest
+from conftest import run_script, grpo_args
+
+GRPO, SFT, EVAL = 'lever_plus_grpo', 'lever_plus_sft', 'lever_plus_eval'
+CASES = [
+    ('grpo_lr_ratio_negative', GRPO, ['--grpo.lr_ratio', -1], 'grpo.lr_ratio must be > 0'),
+    ('grpo_lr_ratio_zero', GRPO, ['--grpo.lr_ratio', 0], 'grpo.lr_ratio must be > 0'),
+    ('log_ratio_clip_negative', GRPO, ['--grpo.log_ratio_clip', -1], 'grpo.log_ratio_clip must be > 0'),
+    ('adv_eps_negative', GRPO, ['--grpo.adv_eps', -1e-3], 'grpo.adv_eps must be >= 0'),
+    ('kl_ceiling_negative', GRPO, ['--run.kl_ceiling', -1], 'run.kl_ceiling must be > 0'),
+    ('beta_inf_fixed', GRPO, ['--beta', 'inf', '--control.mode', 'fixed'], 'grpo.beta must be a finite number, got inf'),
+    ('tau_start_inf', GRPO, ['--rce.tau_start', 'inf'], 'rce.tau_start must be a finite number'),
+    ('beta_nan', GRPO, ['--beta', 'nan'], 'grpo.beta must be a finite number, got nan'),
+    ('seed_negative', GRPO, ['--seed', -1], 'run.seed must be in [0, 2**32)'),
+    ('seed_too_large', GRPO, ['--seed', 2 ** 32 + 1], 'run.seed must be in [0, 2**32)'),
+    ('horizon_zero', GRPO, ['--control.horizon', 0, '--control.mode', 'proportional'], 'control.horizon must be >= 1'),
+    ('temp_factor_below_one', GRPO, ['--control.temp_factor', 0.5], 'control.temp_factor must be >= 1'),
+    ('reward_weights_zero', GRPO, ['--reward.w_beam', 0], 'reward weights must be >= 0 with one > 0'),
+    ('weight_decay_negative', SFT, ['--sft.weight_decay', -0.1], 'sft.weight_decay must be >= 0'),
+    ('rce_label_smoothing', GRPO, ['--rce.label_smoothing', 1.5], 'rce.label_smoothing must be in [0, 1)'),
+    ('config_duplicate_key_json', GRPO, ['--config', '{tmp}/dup.json'], 'dup.json: key `beta` appears twice'),
+    ('config_duplicate_key_yaml', GRPO, ['--config', '{tmp}/dup.yaml'], 'dup.yaml: key `beta` appears twice'),
+    ('config_yaml_sci_string', GRPO, ['--config', '{tmp}/sci.yaml'], "YAML reads 1e-2 as a string"),
+    ('eval_n_boot_zero', EVAL, ['--n_boot', 0], '--n_boot must be >= 1'),
+    ('eval_device_tpu', EVAL, ['--device', 'tpu'], "unknown device 'tpu'"),
+]
+FILES = {'dup.json': '{"grpo": {"beta": 0.1, "beta": 0.2}}', 'dup.yaml': 'grpo:\n  beta: 0.1\n  beta: 0.2\n', 'sci.yaml': 'grpo:\n  beta: 1e-2\n'}
+
+
+def _args(cmd, extra, world, sft, out):
+    if cmd == GRPO: return grpo_args(world, sft, out, *extra)
+    if cmd == SFT: return ['--beam_data', world/'beams_train.json', '--embeddings', world, '--output_dir', out, '--no_progress', *extra]
+    return ['--ckpt', sft, '--embeddings', world, '--beam_data', world, '--out', out, *extra]
+
+
+@pytest.mark.parametrize('case,cmd,extra,expect', CASES, ids=[c[0] for c in CASES])
+def test_refused_at_the_door(case, cmd, extra, expect, world, sft_ckpt, tmp_path):
+    for name, text in FILES.items(): (tmp_path/name).write_text(text)
+    extra = [str(a).format(tmp=tmp_path) for a in extra]
+    out = tmp_path/'out'
+    r = run_script(cmd, _args(cmd, extra, world, sft_ckpt, out), timeout=120)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2, (case, r.returncode, r.stderr[-2000:])
+    assert len(lines) == 1 and expect in lines[0], (case, r.stderr[-2000:])
+    assert not out.exists() or not any(out.iterdir()), (case, sorted(p.name for p in out.iterdir()))
+
+
+def test_demo_keeps_zero_sft_epochs(tmp_path):
+    "`--sft_epochs 0` means no SFT epoch (the untrained selector), not the default"
+    r = run_script('lever_plus_demo', ['--quick', '--out', tmp_path/'d', '--sft_epochs', 0, '--no_progress'], timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert json.loads((tmp_path/'d'/'sft_v2'/'best'/'metrics.json').read_text())['epoch'] == 0  # the untrained model
+    assert not (tmp_path/'d'/'sft_v2'/'metrics.jsonl').exists()  # no epoch ran
