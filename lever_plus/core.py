@@ -72,7 +72,7 @@ class DataConfig:
     "Beam data and embeddings"
     beam_data: str = ''  # beam JSON (upstream format) or RL-format JSON
     embeddings: str = ''  # embeddings.safetensors (ours) or an upstream .pt tensor
-    K: int = 64  # candidates per query pool
+    K: int = 64  # candidates per query pool (of pools a file does not store; with data.rl_pool='used' the most a pool holds)
     shot_num: int = 2  # shots per sequence S
     n_beams: int = 0  # trajectories per query G kept, best score first; 0 = all of an RL-format file's, the top 5 of a beam file's
     batch_size: int = 32  # queries per batch
