@@ -4,7 +4,7 @@
 
 # %% ../nbs/13_cli.ipynb #0a48eb9f
 from __future__ import annotations
-import argparse, dataclasses, functools, json, sys, time, typing
+import argparse, dataclasses, functools, json, sys, time, typing, warnings
 from dataclasses import fields, is_dataclass
 from pathlib import Path
 from fastcore.docments import docments
@@ -64,12 +64,16 @@ def config_from_args(ns:argparse.Namespace, cls=TrainConfig, base:dict|None=None
     return config_from_dict(cls, d, 'command line')
 
 # %% ../nbs/13_cli.ipynb #8fbacfb2
+def _warning_line(message, category, filename, lineno, line=None) -> str: return f'warning: {message}\n'
+
 def _run_main(fn, argv=None):
+    fmt, warnings.formatwarning = warnings.formatwarning, _warning_line  # one line per warning on the console
     try: return fn(argv)
     except LeverPlusError as e:
         print(f'error: {e}', file=sys.stderr); sys.exit(2)
     except KeyboardInterrupt:
         print('interrupted', file=sys.stderr); sys.exit(130)
+    finally: warnings.formatwarning = fmt
 
 # %% ../nbs/13_cli.ipynb #c1a5e0d2
 def _need_data(cfg:TrainConfig, prog:str): # prog: the command's name, for the message
@@ -141,7 +145,7 @@ def make_data_main(argv=None):
     return _report(ctx, summary)
 
 # %% ../nbs/13_cli.ipynb #e55248f3
-def _sft_summary(res:dict)->dict: return {k: res[k] for k in ('output_dir', 'best_dir', 'best_epoch', 'best', 'n_params', 'n_train', 'n_val')}
+def _sft_summary(res:dict)->dict: return {k: res[k] for k in ('output_dir', 'best_dir', 'best_epoch', 'best', 'n_params', 'n_train', 'n_val', 'data')}
 
 def sft_main(argv=None):
     "lever_plus_sft: supervised training of a selector (v0 GPT-2, v1, v2, v2_lora) from beam data"
@@ -164,7 +168,7 @@ def sft_main(argv=None):
 # %% ../nbs/13_cli.ipynb #7029737e
 def _grpo_summary(res:dict)->dict:
     return {'output_dir': str(res['output_dir']), 'best_epoch': res['best_epoch'], 'skipped_steps': res['skipped_steps'],
-            'last_epoch': res['history'][-1] if res['history'] else {}}
+            'last_epoch': res['history'][-1] if res['history'] else {}, 'data': res.get('data')}
 
 def grpo_main(argv=None):
     "lever_plus_grpo: RL post-training (RCE warm-up + GRPO) of an SFT pointer selector"

@@ -79,16 +79,21 @@ class DataConfig:
     "Beam data and embeddings"
     beam_data: str = ''  # beam JSON (upstream format) or RL-format JSON
     embeddings: str = ''  # embeddings.safetensors (ours) or an upstream .pt tensor
-    K: int = 64  # candidates per query pool
+    K: int = 64  # candidates per query pool (of pools a file does not store; with data.rl_pool='used' the most a pool holds)
     shot_num: int = 2  # shots per sequence S
-    n_beams: int = 5  # beams per query G kept from the file
+    n_beams: int = 0  # trajectories per query G kept, best score first; 0 = all of an RL-format file's, the top 5 of a beam file's
     batch_size: int = 32  # queries per batch
     val_frac: float = 0.1  # fraction of training queries held out for validation when no split is given
     unlabeled: str = ''  # query-pool JSON of extra training queries without beams (online GRPO samples on them too)
+    score_key: str = 'auto'  # RL format: a trajectory's score: a field, or fields joined by '+' (summed; 'vqa_correct+vqa_acc_score' is upstream's reward); 'auto' = `beam_score` when every trajectory has one, else upstream's reward (with a warning)
+    keep_fallback: bool = False  # RL format: keep trajectories whose VQA evaluation fell back to a heuristic (`vqa_eval_mode` 'fallback'; upstream drops them)
+    rl_pool: str = 'used'  # RL format without `candidate_pool_ids`: 'used' = the sorted ids its trajectories use, at most K (upstream's rule); 'random' / 'nearest' = those padded to K with seeded random / the most similar pool items
     def __post_init__(self):
         _check(self.K > 0, f'data.K must be > 0, got {self.K}')
         _check(0 < self.shot_num <= self.K, f'data.shot_num must be in [1, K={self.K}], got {self.shot_num}')
-        _check(self.n_beams > 0, f'data.n_beams must be > 0, got {self.n_beams}')
+        _check(self.n_beams >= 0, f'data.n_beams must be >= 0 (0 = all of an RL-format file), got {self.n_beams}')
+        _check(all(self.score_key.split('+')), f"data.score_key must name a field, or fields joined by '+', or be 'auto', got {self.score_key!r}")
+        _check(self.rl_pool in ('used', 'random', 'nearest'), f"data.rl_pool must be 'used', 'random' or 'nearest', got {self.rl_pool!r}")
         _check(self.batch_size > 0, f'data.batch_size must be > 0, got {self.batch_size}')
         _check(0 <= self.val_frac < 1, f'data.val_frac must be in [0, 1), got {self.val_frac}')
 

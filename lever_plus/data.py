@@ -14,10 +14,11 @@ from torch.utils.data import Dataset, DataLoader
 from .core import *
 
 # %% auto #0
-__all__ = ['EMB_FORMAT', 'QUERY_POOL_FORMAT', 'QueryRecord', 'BeamData', 'read_beam_data', 'write_beam_data', 'write_rl_data',
-           'EmbeddingStore', 'save_embeddings', 'load_embeddings', 'fill_candidate_pools', 'BeamDataset',
-           'collate_beams', 'make_loader', 'split_records', 'load_datasets', 'write_query_pools', 'read_query_pools',
-           'query_pool_dataset', 'join_datasets']
+__all__ = ['UPSTREAM_REWARD', 'EMB_FORMAT', 'RL_POOLS', 'QUERY_POOL_FORMAT', 'QueryRecord', 'BeamData', 'read_beam_data',
+           'write_beam_data', 'write_rl_data', 'EmbeddingStore', 'save_embeddings', 'load_embeddings',
+           'fill_candidate_pools', 'used_id_pools', 'complete_pools', 'BeamDataset', 'collate_beams', 'make_loader',
+           'split_records', 'data_report', 'data_options', 'load_datasets', 'write_query_pools', 'read_query_pools',
+           'query_pool_dataset', 'join_datasets', 'read_pools']
 
 # %% ../nbs/01_data.ipynb #94d62a5d
 @dataclass
@@ -25,18 +26,24 @@ class QueryRecord:
     "One query's trajectories: ICD-id sequences (query id stripped), their scores and optional side fields"
     query_id: int  # row of the query in the query embeddings
     sequences: list  # G sequences of S pool ids (upstream's trailing query id removed)
-    scores: list  # G info scores (beam format `score_list`, RL format `beam_score`)
-    candidate_pool_ids: list|None = None  # the K pool ids of C_q; None = rebuild with `fill_candidate_pools`
+    scores: list  # G scores (beam format `score_list`, RL format the `score_key` field(s), e.g. `beam_score`)
+    candidate_pool_ids: list|None = None  # the K pool ids of C_q; None = rebuild with `complete_pools`
     vqa_acc: list|None = None  # G VQA accuracies (`vqa_acc_list` / `vqa_acc_score`), if known
     gen_method: list|None = None  # G generation methods ('beam', 'sample', 'retrieval', 'random'); None = beams
     query_info: dict|None = None  # RL format: the record's `query` block
     traj_info: list|None = None  # RL format: G dicts of the other per-trajectory fields (vqa_correct, ...)
 
 class BeamData(dict):
-    "`{query_id: QueryRecord}` plus its origin: `path`, `format` ('beam'|'rl'), `meta`, `skipped` counts"
-    def __init__(self, records=(), path='<memory>', format='beam', meta=None, skipped=None):
+    "`{query_id: QueryRecord}` plus its origin: `path`, `format` ('beam'|'rl'), `meta`, `skipped` counts, `n_read`, `score_key`"
+    def __init__(self, records=(), path='<memory>', format='beam', meta=None, skipped=None,
+                 n_read:int=0, # beams / trajectories in the file, dropped ones included
+                 score_key:str|None=None): # RL format: the field(s) the scores come from
         super().__init__(records)
         self.path, self.format, self.meta, self.skipped = str(path), format, meta or {}, skipped or {}
+        self.n_read, self.score_key = n_read, score_key
+    def like(self, records) -> 'BeamData':
+        "`records` with this file's origin and counts"
+        return BeamData(records, self.path, self.format, self.meta, self.skipped, self.n_read, self.score_key)
 
 # %% ../nbs/01_data.ipynb #6d64d6a2
 def _err(path, key=None, fld=None, msg='', fix='') -> BeamDataError:
@@ -118,34 +125,72 @@ def _parse_beam(path, key, qid, r) -> QueryRecord:
         if b[-1] != qid: raise E('id_list', f'beam {g} {b} does not end with the query id {qid}', 'upstream beams list the ICD ids, then the query id')
     return QueryRecord(qid, [b[:-1] for b in ids], scores, r.get('candidate_pool_ids'), r.get('vqa_acc_list'), r.get('gen_method_list'))
 
-def _rl_names(score_key): return dict(ids='pointer_candidates[].pointer_global', scores=f'pointer_candidates[].{score_key}',
-                                      vqa='pointer_candidates[].vqa_acc_score', gen='pointer_candidates[].gen_method')
+UPSTREAM_REWARD = 'vqa_correct+vqa_acc_score'  # upstream's default reward: hard correctness + soft accuracy
 
-def _parse_rl(path, key, qid, r, keep_fallback, score_key, skipped) -> QueryRecord|None:
+def _drop_reason(c:dict, keep_fallback:bool) -> str|None:
+    "Why trajectory `c` is not used: 'error' (its evaluation failed), 'fallback' (a heuristic evaluation), or None"
+    mode = c.get('vqa_eval_mode')
+    if c.get('eval_failed') or mode == 'error': return 'error'
+    if mode == 'fallback' and not keep_fallback: return 'fallback'
+
+def _score(E, f, c:dict, score_key:str|None):
+    "Score of trajectory `c` (named `f` in messages): one field, or the sum of '+'-joined fields; None = not read (0)"
+    if score_key is None: return 0.
+    keys, tot = score_key.split('+'), 0.
+    for k in keys:
+        v = c.get(k)
+        if k == 'vqa_correct' and isinstance(v, bool): v = int(v)
+        if k == 'vqa_correct' and v is None:  # not written (balanced layout): correct = some accuracy
+            k, v = 'vqa_acc_score', c.get('vqa_acc_score')
+            if _is_num(v): v = int(v > 0)
+        if v is None: raise E(f'{f}.{k}', 'missing', f'score_key={score_key!r} reads it from every trajectory; set data.score_key to the field(s) that score them')
+        if not _is_num(v) or not math.isfinite(v): raise E(f'{f}.{k}', f'holds {v!r}, not a finite number')
+        if len(keys) == 1: return v
+        tot += v
+    return tot
+
+def _auto_score_key(d:dict, keep_fallback:bool) -> tuple: # (score key, kept trajectories without a beam_score, kept trajectories)
+    "`beam_score` when every kept trajectory of RL file `d` has one, else upstream's reward"
+    cs = [c for k, r in d.items() if k != '_meta' and isinstance(r, dict) and isinstance(r.get('pointer_candidates'), list)
+          for c in r['pointer_candidates'] if isinstance(c, dict) and _drop_reason(c, keep_fallback) is None]
+    n = sum(c.get('beam_score') is None for c in cs)
+    return ('beam_score' if n == 0 else UPSTREAM_REWARD), n, len(cs)
+
+def _rl_names(score_key, local): return dict(ids=f'pointer_candidates[].{"pointer_global" if local else "pointer"}', scores=f'pointer_candidates[].{score_key}',
+                                             vqa='pointer_candidates[].vqa_acc_score', gen='pointer_candidates[].gen_method')
+
+def _parse_rl(path, key, qid, r, keep_fallback, score_key, skipped, pool_size=None) -> QueryRecord|None:
     E = partial(_err, path, key)
     if not isinstance(r, dict): raise E(None, f'the record must be a JSON object, got a {type(r).__name__}')
-    for f in ('candidate_pool_ids', 'pointer_candidates'):
-        if f not in r: raise E(f, 'missing', 'RL-format records need `candidate_pool_ids` and `pointer_candidates`')
-    pool, cands = r['candidate_pool_ids'], r['pointer_candidates']
-    _check_ids(E, 'candidate_pool_ids', pool, 'the candidate pool', None)
+    if 'pointer_candidates' not in r: raise E('pointer_candidates', 'missing', 'RL-format records list their trajectories in `pointer_candidates`')
+    cands, local = r['pointer_candidates'], 'candidate_pool_ids' in r  # a stored pool: `pointer` holds positions into it
     if not isinstance(cands, list): raise E('pointer_candidates', 'must be a list of trajectories')
-    core = {'pointer', 'pointer_global', 'gen_method', score_key, 'vqa_acc_score'}
+    pool = r['candidate_pool_ids'] if local else None
+    if local: _check_ids(E, 'candidate_pool_ids', pool, 'the candidate pool', pool_size)
+    core = {'pointer', 'pointer_global', 'gen_method', 'vqa_acc_score'} | ({score_key} if score_key and '+' not in score_key else set()) | (set() if local else {'pointer_pos'})
     seqs, scores, accs, gms, infos = [], [], [], [], []
     for j, c in enumerate(cands):
         f = f'pointer_candidates[{j}]'
         if not isinstance(c, dict): raise E(f, 'must be a JSON object')
-        mode = c.get('vqa_eval_mode')
-        if c.get('eval_failed') or mode == 'error': skipped['error'] += 1; continue
-        if mode == 'fallback' and not keep_fallback: skipped['fallback'] += 1; continue
+        why = _drop_reason(c, keep_fallback)
+        if why: skipped[why] += 1; continue
         ptr = c.get('pointer')
-        if not isinstance(ptr, list) or not ptr or not all(map(_is_int, ptr)): raise E(f'{f}.pointer', f'must be a non-empty list of integer positions, got {ptr!r}')
-        out = [p for p in ptr if not 0 <= p < len(pool)]
-        if out: raise E(f'{f}.pointer', f'position {out[0]} is outside the candidate pool (K={len(pool)}: positions 0..{len(pool) - 1})')
-        ids = [pool[p] for p in ptr]
-        if c.get('pointer_global') is not None and c['pointer_global'] != ids:
-            raise E(f'{f}.pointer_global', f'{c["pointer_global"]} disagrees with candidate_pool_ids[pointer] = {ids}')
-        if c.get(score_key) is None: raise E(f'{f}.{score_key}', 'missing', "rank by accuracy with score_key='vqa_acc_score'")
-        seqs.append(ids); scores.append(c[score_key]); accs.append(c.get('vqa_acc_score'))
+        if not isinstance(ptr, list) or not ptr or not all(map(_is_int, ptr)):
+            raise E(f'{f}.pointer', f'must be a non-empty list of integer {"positions" if local else "ids"}, got {ptr!r}')
+        if local:
+            out = [p for p in ptr if not 0 <= p < len(pool)]
+            if out: raise E(f'{f}.pointer', f'position {out[0]} is outside the candidate pool (K={len(pool)}: positions 0..{len(pool) - 1})')
+            ids = [pool[p] for p in ptr]
+            if c.get('pointer_global') is not None and c['pointer_global'] != ids:
+                raise E(f'{f}.pointer_global', f'{c["pointer_global"]} disagrees with candidate_pool_ids[pointer] = {ids}')
+        else:
+            ids = ptr
+            _check_ids(E, f'{f}.pointer', ids, 'the trajectory', pool_size)
+            for g in ('pointer_global', 'pointer_pos'):
+                if c.get(g) is not None and c[g] != ids:
+                    raise E(f'{f}.{g}', f'{c[g]} disagrees with `pointer` {ids}: without `candidate_pool_ids` both hold global ids',
+                            "a `pointer` of positions needs the record's `candidate_pool_ids`")
+        seqs.append(ids); scores.append(_score(E, f, c, score_key)); accs.append(c.get('vqa_acc_score'))
         gms.append(c.get('gen_method', 'beam')); infos.append({k: v for k, v in c.items() if k not in core})
     if not seqs: return None
     return QueryRecord(qid, seqs, scores, pool, accs if None not in accs else None, gms, r.get('query'), infos)
@@ -155,23 +200,26 @@ def read_beam_data(path, # beam-format or RL-format JSON file
                    pool_size:int|None=None, # number of pool items, to check id ranges; None = unchecked
                    shared_ids:bool=False, # query ids and pool ids share one space (upstream): forbid the query among its ICDs
                    keep_fallback:bool=False, # RL format: keep trajectories whose VQA eval fell back to a heuristic
-                   score_key:str='beam_score', # RL format: the trajectory field used as its score
+                   score_key:str|None='auto', # RL format: a field, fields joined by '+' (summed), 'auto' (see above), or None (not read)
+                   warn:bool=True, # warn about dropped trajectories (`load_datasets` reports them itself)
                   )->BeamData: # {query_id: QueryRecord}
     "Read and validate a beam / trajectory file in either upstream format"
     d = _load_json(path)
     first = next(v for k, v in d.items() if k != '_meta')
     rl = '_meta' in d or (isinstance(first, dict) and 'pointer_candidates' in first)
-    out = BeamData(path=path, format='rl' if rl else 'beam', meta=d.get('_meta'))
-    skipped, unsorted, K0 = {'error': 0, 'fallback': 0, 'queries': 0}, [], None
-    names = _rl_names(score_key) if rl else _BEAM_NAMES
+    no_beam_score = 0
+    if rl and score_key == 'auto': score_key, no_beam_score, n_kept = _auto_score_key(d, keep_fallback)
+    out = BeamData(path=path, format='rl' if rl else 'beam', meta=d.get('_meta'), score_key=score_key if rl else None)
+    skipped, unsorted, K0, n_read = {'error': 0, 'fallback': 0, 'queries': 0}, [], None, 0
     for key, r in d.items():
         if key == '_meta': continue
         if not re.fullmatch(r'\d+', key): raise _err(path, key, None, 'the key is not a query id (a non-negative integer string)', 'keys look like "17"')
         qid = int(key)
         if qid in out: raise _err(path, key, None, f'query id {qid} appears under two keys')
-        rec = _parse_rl(path, key, qid, r, keep_fallback, score_key, skipped) if rl else _parse_beam(path, key, qid, r)
+        rec = _parse_rl(path, key, qid, r, keep_fallback, score_key, skipped, pool_size) if rl else _parse_beam(path, key, qid, r)
+        n_read += len(r['pointer_candidates'] if rl else r['id_list'])
         if rec is None: skipped['queries'] += 1; continue
-        _validate(path, key, rec, pool_size, shared_ids, names)
+        _validate(path, key, rec, pool_size, shared_ids, _rl_names(score_key, rec.candidate_pool_ids is not None) if rl else _BEAM_NAMES)
         if rec.candidate_pool_ids is not None:
             if K0 is None: K0 = (key, len(rec.candidate_pool_ids))
             elif len(rec.candidate_pool_ids) != K0[1]:
@@ -179,11 +227,17 @@ def read_beam_data(path, # beam-format or RL-format JSON file
         if not rl and any(a < b for a, b in zip(rec.scores, rec.scores[1:])): unsorted.append(key)
         out[qid] = rec
     if unsorted: warnings.warn(f'{path}: `score_list` is not in descending order for {len(unsorted)} queries (first: "{unsorted[0]}"); beams are ranked by score when batched')
-    if skipped['error'] or skipped['fallback']:
+    fb = '' if keep_fallback else ' (keep_fallback=True keeps fallback ones)'
+    if not out:
+        raise BeamDataError(f"{path}: every query was skipped: none of its {n_read} trajectories is usable ({skipped['error']} failed "
+                            f"(eval_failed / 'error'), {skipped['fallback']} 'fallback'{fb})")
+    if no_beam_score:
+        warnings.warn(f"{path}: {no_beam_score} of {n_kept} trajectories have no `beam_score`, so every trajectory is scored by upstream's reward "
+                      f"vqa_correct + vqa_acc_score (vqa_correct = vqa_acc_score > 0 where absent); data.score_key chooses the field(s)")
+    if warn and (skipped['error'] or skipped['fallback']):
         warnings.warn(f"{path}: skipped {skipped['error']} failed (eval_failed / 'error') and {skipped['fallback']} 'fallback' trajectories; "
-                      f"{skipped['queries']} queries had none left{'' if keep_fallback else ' (keep_fallback=True keeps fallback ones)'}")
-    if not out: raise BeamDataError(f'{path}: every query was skipped (no usable trajectories)')
-    out.skipped = skipped
+                      f"{skipped['queries']} queries had none left{fb}")
+    out.skipped, out.n_read = skipped, n_read
     return out
 
 # %% ../nbs/01_data.ipynb #186a582c
@@ -334,13 +388,24 @@ def load_embeddings(path)->EmbeddingStore:
     return EmbeddingStore(cat('pool_img', 'pool_txt'), cat('query_img', 'query_txt'), m, m.get('splits', {}), path=str(path))
 
 # %% ../nbs/01_data.ipynb #6dd0b3b6
+def _used_ids(path, q, r:QueryRecord, K:int, fld:str) -> list:
+    "The distinct ids of `r`'s sequences in first-use order; refused when there are more than `K`"
+    ids = list(dict.fromkeys(i for s in r.sequences for i in s))
+    if len(ids) > K: raise _err(path, q, fld, f'the {"trajectories" if fld == "pointer_candidates" else "beams"} use {len(ids)} distinct ids, more than K={K}', 'raise data.K')
+    return ids
+
+def _seq_field(records) -> str: return 'pointer_candidates' if getattr(records, 'format', 'beam') == 'rl' else 'id_list'
+
 def fill_candidate_pools(records:dict, # {query_id: QueryRecord}
                          store:EmbeddingStore, # features of queries and pool
                          K:int, # candidates per query
+                         fill:str='nearest', # pad with the most similar pool items, or 'random' ones
+                         seed:int=0, # fill='random': seed of the draws
                         )->dict: # the same mapping (a copy), every record with `candidate_pool_ids`
-    "Give records without `candidate_pool_ids` the pool C_q: their beam ids + nearest neighbours, up to `K` ids"
-    path = getattr(records, 'path', '<records>')
-    out = BeamData(records, path, records.format, records.meta, records.skipped) if isinstance(records, BeamData) else dict(records)
+    "Give records without `candidate_pool_ids` the pool C_q: their beam ids + nearest (or random) pool items, up to `K` ids"
+    if fill not in ('nearest', 'random'): raise ConfigError(f"fill_candidate_pools: fill must be 'nearest' or 'random', got {fill!r}")
+    path, fld = getattr(records, 'path', '<records>'), _seq_field(records)
+    out = records.like(records) if isinstance(records, BeamData) else dict(records)
     need = [q for q, r in records.items() if r.candidate_pool_ids is None]
     pn = F.normalize(store.pool.float(), dim=1)  # (N_pool, d_in)
     for c in range(0, len(need), 1024):
@@ -348,10 +413,10 @@ def fill_candidate_pools(records:dict, # {query_id: QueryRecord}
         sim = F.normalize(store.queries[qs].float(), dim=1) @ pn.T  # (m, N_pool)
         top = sim.topk(min(K + 1, len(pn)), dim=1).indices  # (m, K+1): enough after dropping the query itself
         for j, q in enumerate(qs):
-            ids = list(dict.fromkeys(i for s in records[q].sequences for i in s))
-            if len(ids) > K: raise _err(path, q, 'id_list', f'the beams use {len(ids)} distinct ids, more than K={K}', 'raise data.K')
+            ids = _used_ids(path, q, records[q], K, fld)
             seen = set(ids) | ({q} if store.shared else set())
-            for i in top[j].tolist():
+            extra = top[j].tolist() if fill == 'nearest' else torch.randperm(len(pn), generator=torch.Generator().manual_seed(seed * 1_000_003 + q)).tolist()
+            for i in extra:
                 if len(ids) == K: break
                 if i not in seen: ids.append(i); seen.add(i)
             if len(ids) < K: raise _err(path, q, 'candidate_pool_ids', f'cannot fill K={K} candidates from {len(pn)} pool rows')
@@ -359,10 +424,39 @@ def fill_candidate_pools(records:dict, # {query_id: QueryRecord}
             out[q] = replace(records[q], candidate_pool_ids=[ids[k] for k in order])
     return out
 
+def used_id_pools(records:dict, # {query_id: QueryRecord}
+                  K:int=64, # the most ids a pool may hold (upstream: 64)
+                 )->dict: # the same mapping (a copy), every record with `candidate_pool_ids`
+    "Upstream's pool for records without `candidate_pool_ids`: the sorted ids their trajectories use, at most `K`"
+    path, fld = getattr(records, 'path', '<records>'), _seq_field(records)
+    out = records.like(records) if isinstance(records, BeamData) else dict(records)
+    for q, r in records.items():
+        if r.candidate_pool_ids is None: out[q] = replace(r, candidate_pool_ids=sorted(_used_ids(path, q, r, K, fld)))
+    return out
+
+RL_POOLS = ('used', 'random', 'nearest')  # the pool rules of RL-format records without `candidate_pool_ids`
+
+def complete_pools(records:BeamData, # as `read_beam_data` returns them
+                   store:EmbeddingStore|None, # features (needed unless every pool is stored or rl_pool='used')
+                   K:int=64, # pool size where pools are filled; the most ids of a 'used' pool
+                   rl_pool:str='used', # RL-format records: 'used' (upstream), 'random' or 'nearest' (padded to K)
+                   seed:int=0, # rl_pool='random': seed of the draws
+                  )->BeamData: # a copy, every record with `candidate_pool_ids`
+    "Pools for the records without one: stored pools stay; RL-format records by `rl_pool`, beam-format ones by nearest neighbours"
+    if rl_pool not in RL_POOLS: raise ConfigError(f"data.rl_pool must be one of {', '.join(map(repr, RL_POOLS))}, got {rl_pool!r}")
+    rl = getattr(records, 'format', 'beam') == 'rl'
+    if rl and rl_pool == 'used': return used_id_pools(records, K)
+    if store is None and any(r.candidate_pool_ids is None for r in records.values()):
+        raise BeamDataError(f'{getattr(records, "path", "<records>")}: some records store no candidate pool; the embeddings are needed to build them')
+    return fill_candidate_pools(records, store, K, 'random' if rl and rl_pool == 'random' else 'nearest', seed)
+
 # %% ../nbs/01_data.ipynb #4969483e
 class BeamDataset(Dataset):
     "One item per query: its features, its K candidates and its top `n_beams` beams as positions into them"
-    def __init__(self, records:dict, store:EmbeddingStore, K:int, shot_num:int, n_beams:int):
+    def __init__(self, records:dict, store:EmbeddingStore, K:int, shot_num:int,
+                 n_beams:int, # beams kept per query, best first; 0 = all
+                 ragged_pools:bool=False): # pools may hold fewer than K ids (padded; `cand_mask` False on the padding)
+        n_beams = n_beams or max((len(r.scores) for r in records.values()), default=1)
         self.path, self.store, self.K, self.shot_num, self.n_beams = getattr(records, 'path', '<records>'), store, K, shot_num, n_beams
         n_q, n_p = len(store.queries), len(store.pool)
         records = BeamData({q: _plain(r) for q, r in records.items()}, self.path)  # numpy / torch scalars → Python numbers
@@ -375,14 +469,15 @@ class BeamDataset(Dataset):
         self.items = []
         recs = fill_candidate_pools(records, store, K)
         for q in sorted(recs):
-            r = recs[q]
-            if len(r.candidate_pool_ids) != K: raise _err(self.path, q, 'candidate_pool_ids', f'has {len(r.candidate_pool_ids)} ids but K={K}', f'set data.K={len(r.candidate_pool_ids)}')
+            r, n = recs[q], len(recs[q].candidate_pool_ids)
+            if n > K or (n < K and not ragged_pools): raise _err(self.path, q, 'candidate_pool_ids', f'has {n} ids but K={K}', f'set data.K={n}')
             pos = {i: k for k, i in enumerate(r.candidate_pool_ids)}
             top = sorted(range(len(r.scores)), key=lambda g: -r.scores[g])[:n_beams]  # stable: ties keep file order
-            self.items.append(dict(query_id=q, cand_ids=torch.tensor(r.candidate_pool_ids),  # (K,)
+            self.items.append(dict(query_id=q, cand_ids=torch.tensor(r.candidate_pool_ids + r.candidate_pool_ids[:1] * (K - n)),  # (K,)
                                    beams=torch.tensor([[pos[i] for i in r.sequences[g]] for g in top]),  # (g, S)
                                    scores=torch.tensor([float(r.scores[g]) for g in top]),  # (g,)
                                    vqa_acc=None if r.vqa_acc is None else torch.tensor([float(r.vqa_acc[g]) for g in top])))
+            if ragged_pools: self.items[-1]['cand_mask'] = torch.arange(K) < n  # (K,)
     def __len__(self): return len(self.items)
     def __getitem__(self, i):
         it = self.items[i]
@@ -401,6 +496,8 @@ def collate_beams(items:list, G:int|None=None) -> dict:
                cand_ids=torch.stack([it['cand_ids'] for it in items]), beams=beams, scores=scores, beam_mask=mask,
                query_ids=torch.tensor([it['query_id'] for it in items]))
     if vqa is not None: out['vqa_acc'] = vqa
+    if any('cand_mask' in it for it in items):
+        out['cand_mask'] = torch.stack([it.get('cand_mask', torch.ones(len(it['cand_ids']), dtype=torch.bool)) for it in items])
     return out
 
 def make_loader(ds:BeamDataset, batch_size:int=32, shuffle:bool=True, seed:int=0, drop_last:bool=False) -> DataLoader:
@@ -415,27 +512,65 @@ def split_records(recs:BeamData, frac:float, seed:int) -> tuple:
     n_val = min(int(round(frac * len(qs))), len(qs) - 1)
     if n_val <= 0: return recs, None
     val = set(qs[i] for i in torch.randperm(len(qs), generator=torch.Generator().manual_seed(seed))[:n_val].tolist())
-    part = lambda keep: BeamData({q: recs[q] for q in qs if (q in val) == keep}, recs.path, recs.format, recs.meta)
+    part = lambda keep: recs.like({q: recs[q] for q in qs if (q in val) == keep})
     return part(False), part(True)
+
+def data_report(recs:BeamData, # as `read_beam_data` returns them
+                n_beams:int, # the group size G kept per query
+                pool:str='file', # where the pools come from: 'file', or a rule ('used', 'random', 'nearest')
+               )->dict: # file, format, queries, trajectories, kept, n_beams, dropped {failed, fallback, beyond_n_beams}, empty_queries, score_key, pool
+    "What a run keeps of a beam / RL file, and why it drops the rest"
+    cut = sum(max(len(r.sequences) - n_beams, 0) for r in recs.values())
+    sk = recs.skipped
+    return dict(file=recs.path, format=recs.format, queries=len(recs), trajectories=recs.n_read,
+                kept=sum(len(r.sequences) for r in recs.values()) - cut, n_beams=n_beams,
+                dropped=dict(failed=sk.get('error', 0), fallback=sk.get('fallback', 0), beyond_n_beams=cut),
+                empty_queries=sk.get('queries', 0), score_key=recs.score_key, pool=pool)
+
+def _report_line(rep:dict) -> str:
+    d = rep['dropped']
+    return (f"{rep['file']}: kept {rep['kept']} of {rep['trajectories']} trajectories of {rep['queries']} queries, at most {rep['n_beams']} per query "
+            f"(data.n_beams); dropped {d['failed']} failed, {d['fallback']} 'fallback' (data.keep_fallback), {d['beyond_n_beams']} beyond data.n_beams"
+            + (f", {rep['empty_queries']} queries with none left" if rep['empty_queries'] else '')
+            + (f"; score {rep['score_key']}" if rep['score_key'] else '') + f"; pools: {rep['pool']}")
+
+def data_options(data:DataConfig) -> dict:
+    "The `load_datasets` keywords that a `DataConfig` sets"
+    return dict(n_beams=data.n_beams, val_frac=data.val_frac, score_key=data.score_key, keep_fallback=data.keep_fallback,
+                rl_pool=data.rl_pool, pool_K=data.K)
 
 def load_datasets(beam_data, # training beam / RL JSON
                   embeddings, # embeddings.safetensors (or its folder) or an upstream .pt tensor
-                  K:int|None=None, # candidates per query; None = the stored pools' size (64 when none is stored)
-                  n_beams:int=5, # beams kept per query
+                  K:int|None=None, # candidates per query; None = the stored pools' size, else `pool_K` (upstream's pools: the largest)
+                  n_beams:int=0, # beams kept per query; 0 = all of an RL-format file's, 5 of a beam file's
                   val_beam_data=None, # validation beam JSON; None = hold out `val_frac` of the training queries
                   val_frac:float=0.1, # held-out fraction when no validation file is given
-                  seed:int=0, # seed of the hold-out split
-                 ) -> dict: # store, train (BeamDataset), val (BeamDataset or None), K, shot_num
-    "Embeddings + beam files → training and validation `BeamDataset`s"
+                  seed:int=0, # seed of the hold-out split and of rl_pool='random'
+                  score_key:str='auto', # RL format: the field(s) a trajectory's score comes from (see `read_beam_data`)
+                  keep_fallback:bool=False, # RL format: keep 'fallback' trajectories
+                  rl_pool:str='used', # RL format without stored pools: 'used' (upstream), 'random' or 'nearest'
+                  pool_K:int=64, # size of filled pools, and the most ids of a 'used' one, when K is None
+                 ) -> dict: # store, train (BeamDataset), val (BeamDataset or None), K, shot_num, n_beams, score_key, report
+    "Embeddings + beam files → training and validation `BeamDataset`s, and a report of what they keep"
     store = load_embeddings(embeddings)
-    read = lambda p: read_beam_data(p, pool_size=len(store.pool), shared_ids=store.shared)
-    recs = read(beam_data)
-    r0 = next(iter(recs.values()))
-    K = K or (len(r0.candidate_pool_ids) if r0.candidate_pool_ids is not None else 64)
-    S = len(r0.sequences[0])
-    tr, va = (recs, read(val_beam_data)) if val_beam_data is not None else split_records(recs, val_frac, seed)
-    ds = lambda r: BeamDataset(r, store, K, S, n_beams)
-    return dict(store=store, train=ds(tr), val=ds(va) if va else None, K=K, shot_num=S)
+    def read(p):
+        recs = read_beam_data(p, len(store.pool), store.shared, keep_fallback, score_key, warn=False)
+        stored = next((len(r.candidate_pool_ids) for r in recs.values() if r.candidate_pool_ids is not None), None)
+        rule = 'file' if all(r.candidate_pool_ids is not None for r in recs.values()) else rl_pool if recs.format == 'rl' else 'nearest'
+        G = n_beams or (max(len(r.sequences) for r in recs.values()) if recs.format == 'rl' else 5)
+        return complete_pools(recs, store, K or stored or pool_K, rl_pool, seed), rule, G
+    files = [read(beam_data)] + ([read(val_beam_data)] if val_beam_data is not None else [])
+    ragged = any(rule == 'used' for _, rule, _ in files)
+    recs, rule, G = files[0]
+    K = max(len(r.candidate_pool_ids) for f in files for r in f[0].values()) if ragged else K or len(next(iter(recs.values())).candidate_pool_ids)
+    S = len(next(iter(recs.values())).sequences[0])
+    report = [data_report(r, g, rule) for r, rule, g in files]
+    for rep in report:
+        if rep['format'] == 'rl' or any(rep['dropped'].values()): warnings.warn(_report_line(rep))
+    tr, va = (recs, files[1][0]) if val_beam_data is not None else split_records(recs, val_frac, seed)
+    ds = lambda r, g: BeamDataset(r, store, K, S, g, ragged_pools=ragged)
+    return dict(store=store, train=ds(tr, G), val=ds(va, files[-1][2]) if va else None, K=K, shot_num=S, n_beams=G,
+                score_key=recs.score_key, report=report)
 
 # %% ../nbs/01_data.ipynb #b486d5fb
 QUERY_POOL_FORMAT = 'lever_plus.query_pools/1'
@@ -492,3 +627,23 @@ def join_datasets(a:BeamDataset, b:BeamDataset) -> BeamDataset:
     both = {it['query_id'] for it in a.items} & {it['query_id'] for it in b.items}
     if both: raise ConfigError(f'{b.path}: query {min(both)} is also in {a.path} ({len(both)} shared); unlabeled queries must be new queries')
     return _dataset_of(f'{a.path} + {b.path}', a.store, a.K, a.shot_num, max(a.n_beams, b.n_beams), a.items + b.items)
+
+# %% ../nbs/01_data.ipynb #a1d0c006
+def _is_query_pool_file(d:dict) -> bool:
+    meta, first = d.get('_meta'), next(v for k, v in d.items() if k != '_meta')
+    if isinstance(meta, dict) and meta.get('format') == QUERY_POOL_FORMAT: return True
+    return isinstance(first, dict) and 'candidate_pool_ids' in first and not {'id_list', 'pointer_candidates'} & set(first)
+
+def read_pools(path, # a query-pool JSON, a beam JSON, or an RL JSON (any of upstream's layouts)
+               store:EmbeddingStore|None=None, # features: check id ranges, and rebuild pools a file does not store
+               K:int|None=None, # size of rebuilt pools, the most ids of a 'used' one; None = the stored pools' size, else 64
+               rl_pool:str='used', # RL files without stored pools: 'used' (upstream), 'random' or 'nearest'
+               seed:int=0, # rl_pool='random': seed of the draws
+               keep_fallback:bool=False, # RL files: 'fallback' trajectories count for the 'used' pool
+              )->dict: # {query_id: [pool ids]} in file order
+    "The queries of a file and their candidate pools, by the rules a training run uses"
+    pool_size = None if store is None else len(store.pool)
+    if _is_query_pool_file(_load_json(path)): return read_query_pools(path, pool_size)
+    recs = read_beam_data(path, pool_size, store is not None and store.shared, keep_fallback, score_key=None)
+    stored = next((len(r.candidate_pool_ids) for r in recs.values() if r.candidate_pool_ids is not None), None)
+    return {q: r.candidate_pool_ids for q, r in complete_pools(recs, store, K or stored or 64, rl_pool, seed).items()}

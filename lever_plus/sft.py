@@ -12,7 +12,7 @@ from torch import Tensor
 from fastcore.basics import noop
 from .core import *
 from .checkpoint import open_run_dir, append_jsonl
-from .data import BeamData, BeamDataset, load_embeddings, make_loader, read_beam_data, split_records
+from .data import data_options, load_datasets, make_loader
 from .model import PointerSelector
 from .lora import build_selector
 from .dist import SingleProcess, SelectorForward, to_device  # the run context, the DDP forward module and batch → device (04c_dist); the first two re-exported
@@ -190,31 +190,26 @@ def run_sft(beam_data, # beam / RL JSON of the training queries
             embeddings, # embeddings.safetensors (or its folder) or an upstream .pt tensor
             output_dir, # gets config.json, metrics.jsonl, best/, last/
             version:str|None=None, # 'v0' | 'v1' | 'v2' | 'v2_lora'; None = cfg.model.version
-            cfg:TrainConfig|None=None, # everything else (sft.*, data.n_beams, data.batch_size, run.*)
+            cfg:TrainConfig|None=None, # everything else (sft.*, data.*, run.*)
             val_beam_data=None, # beam JSON of validation queries; None = hold out data.val_frac of the training queries
             scorer=None, # optional `Scorer`: greedy-decode info score / VQA accuracy in validation (and best/ by info score)
             log=noop, # called with every metrics record
             ctx=None, # run context (`lever_plus.dist.init_distributed()` under torchrun; None = one process)
             overwrite:bool=False, # replace an earlier SFT run in `output_dir` (otherwise refused)
-           )->dict: # summary: dirs, best epoch record, history, sizes, parameter counts, time_s, resolved config
+           )->dict: # summary: dirs, best epoch record, history, sizes, parameter counts, time_s, data reports, resolved config
     "Train a selector by SFT from files"
     ctx = ctx or SingleProcess()
     cfg = cfg or TrainConfig()
-    store = load_embeddings(embeddings)
-    read = lambda p: read_beam_data(p, pool_size=len(store.pool), shared_ids=store.shared)
-    recs = read(beam_data)
-    r0 = next(iter(recs.values()))
-    K = len(r0.candidate_pool_ids) if r0.candidate_pool_ids is not None else cfg.data.K
+    d = load_datasets(beam_data, embeddings, None, val_beam_data=val_beam_data, seed=cfg.run.seed, **data_options(cfg.data))
+    store, tr, va = d['store'], d['train'], d['val']
     mcfg = replace(cfg.model, version=version or cfg.model.version, d_in=store.d_in)
     if mcfg.version == 'v0' and not mcfg.n_pool: mcfg = replace(mcfg, n_pool=len(store.pool))  # one token per pool id
-    cfg = replace(cfg, model=mcfg,
-                  data=replace(cfg.data, beam_data=str(beam_data), embeddings=str(embeddings), K=K, shot_num=len(r0.sequences[0])),
-                  run=replace(cfg.run, output_dir=str(output_dir)))
+    cfg = replace(cfg, model=mcfg, run=replace(cfg.run, output_dir=str(output_dir)),
+                  data=replace(cfg.data, beam_data=str(beam_data), embeddings=str(embeddings), K=d['K'], shot_num=d['shot_num'],
+                               n_beams=d['n_beams'], score_key=d['score_key'] or cfg.data.score_key))
     set_seed(cfg.run.seed)
-    tr, va = (recs, read(val_beam_data)) if val_beam_data is not None else split_records(recs, cfg.data.val_frac, cfg.run.seed)
-    ds = lambda r: BeamDataset(r, store, cfg.data.K, cfg.data.shot_num, cfg.data.n_beams)
-    tl = make_loader(ds(tr), cfg.data.batch_size, shuffle=True, seed=cfg.run.seed)
-    vl = make_loader(ds(va), cfg.data.batch_size, shuffle=False) if va else None
+    tl = make_loader(tr, cfg.data.batch_size, shuffle=True, seed=cfg.run.seed)
+    vl = make_loader(va, cfg.data.batch_size, shuffle=False) if va else None
     model = build_selector(cfg.model).to(get_device(cfg.run.device))
     cfg = replace(cfg, model=model.cfg)  # v2_lora: the base's architecture + the adapters
     out = Path(output_dir)
@@ -229,4 +224,4 @@ def run_sft(beam_data, # beam / RL JSON of the training queries
     best = json.loads((out/'best'/'metrics.json').read_text())
     return dict(output_dir=str(out), best_dir=str(out/'best'), last_dir=str(out/'last'), best_epoch=best['epoch'], best=best,
                 history=hist, n_params=model.n_params, n_trainable=sum(p.numel() for p in model.parameters() if p.requires_grad),
-                time_s=round(time_s, 2), n_train=len(tr), n_val=len(va) if va else 0, config=cfg)
+                time_s=round(time_s, 2), n_train=len(tr), n_val=len(va) if va else 0, data=d['report'], config=cfg)

@@ -13,7 +13,7 @@ from torch import Tensor
 from .core import *
 from .checkpoint import (open_run_dir, fingerprint_inputs, check_resume, save_checkpoint, load_trainer_state,
                                    resume_checkpoint, restore_rng, append_jsonl, truncate_metrics)
-from .data import BeamDataset, make_loader, load_datasets, read_query_pools, query_pool_dataset, join_datasets
+from .data import BeamDataset, make_loader, load_datasets, data_options, read_query_pools, query_pool_dataset, join_datasets
 from .model import load_selector
 from .dist import SelectorForward, SingleProcess, to_device
 from .rewards import beam_score_stats
@@ -313,16 +313,17 @@ def run_post_train(sft_ckpt, # SFT checkpoint folder (or its run folder)
                    log=None, progress:bool=True,
                    ctx=None, # run context (`lever_plus.dist.init_distributed()` under torchrun)
                    overwrite:bool=False, # replace an earlier run in output_dir
-                  )->dict:
+                  )->dict: # `post_train`'s summary + data: the `data_report` of each file
     "Post-train an SFT selector from files (RCE warm-up + GRPO); returns `post_train`'s summary"
     cfg = cfg or TrainConfig()
     policy = load_selector(sft_ckpt)
-    d = load_datasets(beam_data, embeddings, None, cfg.data.n_beams, val_beam_data, cfg.data.val_frac, cfg.run.seed)
+    d = load_datasets(beam_data, embeddings, None, val_beam_data=val_beam_data, seed=cfg.run.seed, **data_options(cfg.data))
     if d['store'].d_in != policy.cfg.d_in:
         raise EmbeddingError(f'{embeddings}: features have d_in={d["store"].d_in} but the SFT checkpoint {sft_ckpt} expects '
                              f'd_in={policy.cfg.d_in}; use the embeddings the SFT model was trained on')
     cfg = dataclasses.replace(cfg, model=policy.cfg,
-                              data=dataclasses.replace(cfg.data, beam_data=str(beam_data), embeddings=str(embeddings), K=d['K'], shot_num=d['shot_num']),
+                              data=dataclasses.replace(cfg.data, beam_data=str(beam_data), embeddings=str(embeddings), K=d['K'], shot_num=d['shot_num'],
+                                                       n_beams=d['n_beams'], score_key=d['score_key'] or cfg.data.score_key),
                               run=dataclasses.replace(cfg.run, output_dir=str(output_dir)))
     if scorer == 'auto': scorer = auto_scorer(embeddings)
     unl = None
@@ -332,4 +333,5 @@ def run_post_train(sft_ckpt, # SFT checkpoint folder (or its run folder)
         _with_unlabeled(cfg, d['train'], unl)  # refused before anything is written
     get_device(cfg.run.device)  # a bad device is refused before anything is written
     inputs = dict(sft_ckpt=sft_ckpt, beam_data=beam_data, val_beam_data=val_beam_data, embeddings=embeddings, unlabeled=cfg.data.unlabeled or None)
-    return post_train(cfg, policy, d['train'], d['val'], output_dir, scorer, resume, log, progress, ctx, unl, overwrite, inputs)
+    res = post_train(cfg, policy, d['train'], d['val'], output_dir, scorer, resume, log, progress, ctx, unl, overwrite, inputs)
+    return dict(res, data=d['report'])

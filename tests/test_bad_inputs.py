@@ -348,7 +348,9 @@ def test_rl_format_errors_name_trajectory_and_field(tmp_path):
     with pytest.raises(BeamDataError, match=r'field `pointer_candidates\[1\].pointer_global`: \[6, 9\] disagrees'): read_beam_data(p)
     rec['pointer_candidates'][1] = {'pointer': [1, 2]}
     p.write_text(json.dumps({'_meta': {}, '4': rec}))
-    with pytest.raises(BeamDataError, match=r'field `pointer_candidates\[1\].beam_score`: missing'): read_beam_data(p)
+    with pytest.raises(BeamDataError, match=r'field `pointer_candidates\[1\].beam_score`: missing'): read_beam_data(p, score_key='beam_score')
+    with pytest.raises(BeamDataError, match=r"field `pointer_candidates\[0\].vqa_acc_score`: missing \(score_key='vqa_correct\+vqa_acc_score'"):
+        read_beam_data(p)  # not every trajectory has a beam_score: upstream's reward, which needs vqa_acc_score
 
 
 def test_config_objects_refuse_bad_values():
