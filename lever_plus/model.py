@@ -246,7 +246,9 @@ def write_checkpoint(model:nn.Module, out_dir, # folder to write (created if nee
     return out_dir
 
 def read_checkpoint(path, # folder written by `save_pretrained`
-                    device='cpu')->tuple: # (ModelConfig, state dict)
+                    device='cpu',
+                    version:str|None=None, # refuse a folder of another `model.version` (a class's own `from_pretrained`)
+                   )->tuple: # (ModelConfig, state dict)
     "Read a selector folder's `config.json` (model section) and `model.safetensors`, with clear errors"
     path = Path(path)
     cf, wf = path/'config.json', path/'model.safetensors'
@@ -256,6 +258,8 @@ def read_checkpoint(path, # folder written by `save_pretrained`
     except ValueError as e: raise CheckpointError(f'{cf}: not valid JSON: {e}') from None
     if not isinstance(d, dict): raise CheckpointError(f'{cf}: expected a JSON object')
     cfg = config_from_dict(ModelConfig, d['model'] if 'model' in d else d, str(cf), 'model.')
+    if version is not None and cfg.version != version:
+        raise CheckpointError(f'{cf}: model.version is {cfg.version!r}, not {version!r} (load any version with lever_plus.model.load_selector)')
     try: sd = _st_load(str(wf), device=str(device))
     except Exception as e: raise CheckpointError(f'{wf}: cannot read safetensors ({e}); the file may be truncated') from None
     return cfg, sd

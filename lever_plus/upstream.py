@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn, Tensor
 from fastcore.basics import patch
 from .core import *
-from .model import NEG, Encoded, PointerSelector, SELECTORS, write_checkpoint, read_checkpoint, load_weights
+from .model import NEG, Encoded, PointerSelector, SELECTORS, read_checkpoint, load_weights
 
 # %% auto #0
 __all__ = ['UPSTREAM_DEFAULTS', 'UPSTREAM_PREFIXES', 'UPSTREAM_LAYOUT', 'UpstreamSelector', 'upstream_keys',
@@ -79,21 +79,13 @@ UpstreamSelector.decode = PointerSelector.decode  # greedy, sampled or beam-sear
 
 # %% ../nbs/04d_upstream.ipynb #8ecaa30a
 SELECTORS.register('v2_upstream')(UpstreamSelector)  # `lever_plus.model.load_selector` builds v2_upstream folders with it
-
-@patch
-def save_pretrained(self:UpstreamSelector, out_dir, # folder to write (created if needed)
-                    train_config:TrainConfig|None=None, # whole run config to record beside the weights
-                   )->Path:
-    "Write `model.safetensors` + `config.json` atomically"
-    return write_checkpoint(self, out_dir, train_config)
+UpstreamSelector.save_pretrained = PointerSelector.save_pretrained  # model.safetensors + config.json, atomically
 
 @patch(cls_method=True)
 def from_pretrained(cls:UpstreamSelector, path, # folder written by `save_pretrained`
                     device='cpu')->UpstreamSelector:
     "Load a v2_upstream selector saved by `save_pretrained` (eval mode)"
-    cfg, sd = read_checkpoint(path, device)
-    if cfg.version != 'v2_upstream': raise CheckpointError(f'{Path(path)/"config.json"}: model.version is {cfg.version!r}, not '
-                                                          "'v2_upstream' (load any version with lever_plus.model.load_selector)")
+    cfg, sd = read_checkpoint(path, device, 'v2_upstream')
     return load_weights(cls(cfg), sd, path).to(device).eval()
 
 # %% ../nbs/04d_upstream.ipynb #df03c10c
