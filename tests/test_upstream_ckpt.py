@@ -132,3 +132,16 @@ def test_heads_flag_must_divide_and_folders_refuse_it(post_trained, tmp_path, mo
         with pytest.raises(SystemExit) as e: grpo()
         err = capsys.readouterr().err
         assert e.value.code == 2 and frag in err and err.count('\n') == 1, err
+
+
+def test_eval_heads_flag(post_trained, monkeypatch):
+    "`lever_plus_eval --upstream_n_heads` loads an upstream file with that many heads; a folder beside it keeps its own"
+    from lever_plus.cli import eval_main
+    import lever_plus.evaluate as ev
+    heads, load = {}, ev.load_selector
+    monkeypatch.setattr(ev, 'load_selector', lambda p, *a, **kw: heads.setdefault(Path(p).name, load(p, *a, **kw)))
+    res = eval_main([*map(str, ['--ckpt', FIX/'v2_gated.ckpt', '--ckpt', post_trained, *DATA]), '--scorer', 'none', '--n_boot', '20', '--upstream_n_heads', '4'])
+    assert [r['method'] for r in res['shots'][2]][-3:] == ['upstream v2_gated.ckpt', 'v3 (RCE+GRPO)', 'beam oracle']
+    assert (heads['v2_gated.ckpt'].cfg.n_heads, heads['best'].cfg.n_heads) == (4, 1)
+    with pytest.raises(Exception, match='divisible by model.n_heads'):
+        eval_main([*map(str, ['--ckpt', FIX/'v2_gated.ckpt', *DATA]), '--scorer', 'none', '--upstream_n_heads', '3'])
