@@ -171,7 +171,9 @@ def upstream_config(sd:dict, # tensors from `read_upstream_state`
         raise CheckpointError(f'{where}: input_proj.weight maps {d_in} → {D} features, but upstream has no input projection when d_in = hidden')
     kw = {k: UPSTREAM_DEFAULTS[k] if v is None else v for k, v in dict(n_heads=n_heads, dropout=dropout, attn_dropout=attn_dropout).items()}
     try: return ModelConfig(version='v2_upstream', d_in=d_in, d_model=D, n_layers=L, query_gate='query_update_gate.weight' in sd, **kw)
-    except ConfigError as e: raise ConfigError(f'{where}: {e} (upstream files do not record the heads: give a number that divides {D})') from None
+    except ConfigError as e:
+        hint = f' (upstream files do not record the heads: give a number that divides {D})' if 'n_heads' in str(e) else ''
+        raise ConfigError(f'{where}: {e}{hint}') from None
 
 def load_upstream_checkpoint(path, # an upstream .ckpt / .pt file
                              device='cpu',
