@@ -3,6 +3,11 @@
     python bench/bench_grpo_throughput.py                          # K 32 64 128, S 2 3, d_in 768, G 5, B 32, CPU, 1 thread
     python bench/bench_grpo_throughput.py --device cuda --steps 50  # on a GPU
     python bench/bench_grpo_throughput.py --threads 0              # torch's default thread count
+    python bench/bench_grpo_throughput.py --versions v2 v2_upstream --K 64  # this package's v2 against upstream's, same sizes
+
+--versions chooses the architectures (default v2): 'v2' is `PointerSelector` (every token of [query; candidates]
+attends to all the others in each layer), 'v2_upstream' is `UpstreamSelector`, upstream Lever-Plus's own v2 (only the
+query attends to the candidates; the gated query-state update), both at --d_model / --n_layers.
 
 One step = what `lever_plus.train.post_train` does per batch in a GRPO epoch: `grpo_step` (teacher-forced
 log-probs of the B·G beams with each pool encoded once, rewards, group advantages, PPO-clip + k3 KL) →
@@ -14,7 +19,7 @@ too). Memory: on CUDA `torch.cuda.max_memory_allocated`; on CPU each configurati
 and the step's memory is its peak resident set (ru_maxrss) minus the resident set just before the first step
 (model, batch and cached log-probs allocated; AdamW's moments and the activations not yet).
 """
-import argparse, multiprocessing as mp, resource, statistics, time
+import argparse, itertools, multiprocessing as mp, resource, statistics, time
 
 def rss_mb()->float:
     with open('/proc/self/statm') as f: return int(f.read().split()[1]) * resource.getpagesize() / 2**20
@@ -23,13 +28,13 @@ def measure(a:dict)->dict:
     import torch
     if a['threads']: torch.set_num_threads(a['threads'])
     from lever_plus.core import ModelConfig, TrainConfig, DataConfig, set_seed
-    from lever_plus.model import PointerSelector
+    from lever_plus.model import fresh_selector
     from lever_plus.train import grpo_step
     set_seed(0)
     dev = torch.device(a['device'])
     B, G, S, K, d = a['B'], a['G'], a['S'], a['K'], a['d_in']
-    cfg = TrainConfig(model=ModelConfig(d_in=d, d_model=a['d_model'], n_layers=a['n_layers']), data=DataConfig(K=K, shot_num=S, batch_size=B))
-    policy = PointerSelector(cfg.model).to(dev).eval()  # dropout off, as in the GRPO stage
+    cfg = TrainConfig(model=ModelConfig(version=a['version'], d_in=d, d_model=a['d_model'], n_layers=a['n_layers']), data=DataConfig(K=K, shot_num=S, batch_size=B))
+    policy = fresh_selector(cfg.model).to(dev).eval()  # dropout off, as in the GRPO stage
     opt = torch.optim.AdamW(policy.parameters(), lr=1e-4)
     g = torch.Generator().manual_seed(0)
     batch = dict(query=torch.randn(B, d, generator=g), cands=torch.randn(B, K, d, generator=g),
@@ -53,7 +58,7 @@ def measure(a:dict)->dict:
         t = time.perf_counter(); step(); sync(); ts.append(time.perf_counter() - t)
     if dev.type == 'cuda': mem = torch.cuda.max_memory_allocated() / 2**20
     else: mem = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - base
-    return dict(K=K, S=S, t_med=statistics.median(ts), t_min=min(ts), mem=mem, peak_rss=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    return dict(version=a['version'], K=K, S=S, t_med=statistics.median(ts), t_min=min(ts), mem=mem, peak_rss=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                 n_params=sum(p.numel() for p in policy.parameters()), threads=torch.get_num_threads())
 
 def main():
@@ -65,6 +70,7 @@ def main():
     p.add_argument('--B', type=int, default=32, help='queries per batch')
     p.add_argument('--d_model', type=int, default=256)
     p.add_argument('--n_layers', type=int, default=3)
+    p.add_argument('--versions', nargs='+', default=['v2'], help="architectures: 'v2' (this package's) and / or 'v2_upstream' (upstream's)")
     p.add_argument('--steps', type=int, default=20)
     p.add_argument('--warmup', type=int, default=3)
     p.add_argument('--device', default='cpu')
@@ -74,16 +80,18 @@ def main():
     dev = a['device']
     print(f"GRPO step throughput: torch {torch.__version__}, device {dev}"
           f"{' (' + torch.cuda.get_device_name() + ')' if dev.startswith('cuda') else ''}, threads {a['threads'] or 'default'}")
-    print(f"model v2: d_in {a['d_in']}, d_model {a['d_model']}, {a['n_layers']} attention layers; batch B {a['B']} queries × G {a['G']} beams\n")
+    print(f"models {', '.join(a['versions'])}: d_in {a['d_in']}, d_model {a['d_model']}, {a['n_layers']} attention layers; batch B {a['B']} queries × G {a['G']} beams\n")
     mem_col = 'peak GPU MiB' if dev.startswith('cuda') else 'step RSS MiB'
-    hdr = f"{'K':>4} {'S':>2} {'ms/step (med)':>13} {'ms/step (best)':>14} {'queries/s':>9} {'(best) q/s':>11} {mem_col:>12} {'peak RSS MiB':>12}"
+    hdr = f"{'version':>11} {'K':>4} {'S':>2} {'ms/step (med)':>13} {'ms/step (best)':>14} {'queries/s':>9} {'(best) q/s':>11} {mem_col:>12} {'peak RSS MiB':>12}"
     print(hdr); print('-' * len(hdr))
     ctx = mp.get_context('spawn')
-    for K in a['K']:
-        for S in a['shots']:
-            with ctx.Pool(1) as pool: r = pool.apply(measure, (dict(a, K=K, S=S),))  # a fresh process per configuration
-            qps, best = a['B'] / r['t_med'], a['B'] / r['t_min']
-            print(f"{K:4d} {S:2d} {1e3 * r['t_med']:13.1f} {1e3 * r['t_min']:14.1f} {qps:9.0f} {best:11.0f} {r['mem']:12.0f} {r['peak_rss']:12.0f}", flush=True)
-    print(f"\n{r['n_params']:,} parameters. queries/s = B / step time (median; best = the fastest step, the least disturbed by other load).")
+    n_params = {}
+    for K, S, v in itertools.product(a['K'], a['shots'], a['versions']):
+        with ctx.Pool(1) as pool: r = pool.apply(measure, (dict(a, K=K, S=S, version=v),))  # a fresh process per configuration
+        qps, best = a['B'] / r['t_med'], a['B'] / r['t_min']
+        n_params[v] = r['n_params']
+        print(f"{v:>11} {K:4d} {S:2d} {1e3 * r['t_med']:13.1f} {1e3 * r['t_min']:14.1f} {qps:9.0f} {best:11.0f} {r['mem']:12.0f} {r['peak_rss']:12.0f}", flush=True)
+    print('\n' + ', '.join(f'{v}: {n:,} parameters' for v, n in n_params.items()) +
+          '. queries/s = B / step time (median; best = the fastest step, the least disturbed by other load).')
 
 if __name__ == '__main__': main()

@@ -148,7 +148,7 @@ def make_data_main(argv=None):
 def _sft_summary(res:dict)->dict: return {k: res[k] for k in ('output_dir', 'best_dir', 'best_epoch', 'best', 'n_params', 'n_train', 'n_val', 'data')}
 
 def sft_main(argv=None):
-    "lever_plus_sft: supervised training of a selector (v0 GPT-2, v1, v2, v2_lora) from beam data"
+    "lever_plus_sft: supervised training of a selector (v0 GPT-2, v1, v2, v2_lora, v2_upstream) from beam data"
     from lever_plus.sft import run_sft
     p = argparse.ArgumentParser(prog='lever_plus_sft', description=sft_main.__doc__.split(': ', 1)[1])
     p.add_argument('--val_beam_data', default=None, help='validation beam JSON (default: hold out data.val_frac of the training queries)')
@@ -170,11 +170,23 @@ def _grpo_summary(res:dict)->dict:
     return {'output_dir': str(res['output_dir']), 'best_epoch': res['best_epoch'], 'skipped_steps': res['skipped_steps'],
             'last_epoch': res['history'][-1] if res['history'] else {}, 'data': res.get('data')}
 
+def _upstream_flags(p:argparse.ArgumentParser, dropouts:bool):
+    "Flags for what upstream Lever-Plus checkpoint files do not record (`lever_plus.model.load_selector`'s arguments)"
+    g = p.add_argument_group('upstream checkpoint files (.ckpt / .pt: what their tensors do not record)')
+    g.add_argument('--upstream_n_heads', type=int, default=None, help="attention heads (default: upstream's 1)")
+    if dropouts:
+        g.add_argument('--upstream_dropout', type=float, default=None, help="dropout on the encodings (default: upstream's 0.5)")
+        g.add_argument('--upstream_attn_dropout', type=float, default=None, help="dropout on the attention weights (default: upstream's 0.1)")
+
+def _upstream_args(ns)->dict: # load_selector's n_heads / dropout / attn_dropout that were given
+    return {k: getattr(ns, f'upstream_{k}') for k in ('n_heads', 'dropout', 'attn_dropout') if getattr(ns, f'upstream_{k}', None) is not None}
+
 def grpo_main(argv=None):
     "lever_plus_grpo: RL post-training (RCE warm-up + GRPO) of an SFT pointer selector"
     from lever_plus.train import run_post_train
     p = argparse.ArgumentParser(prog='lever_plus_grpo', description=grpo_main.__doc__.split(': ', 1)[1])
-    p.add_argument('--sft_ckpt', required=True, help='SFT checkpoint folder (model.safetensors + config.json)')
+    p.add_argument('--sft_ckpt', required=True, help='SFT checkpoint folder (model.safetensors + config.json), or an upstream Lever-Plus '
+                   '.ckpt (Lightning) / .pt (post-training) file')
     p.add_argument('--val_beam_data', default=None, help='validation beam JSON (default: hold out data.val_frac of the training queries)')
     p.add_argument('--resume', default=None, help='continue an interrupted run: its output folder (newest checkpoint) or a checkpoint folder; '
                    'give the same flags as the run it continues (a change that would alter the run is refused)')
@@ -185,7 +197,9 @@ def grpo_main(argv=None):
                    '(a folder written by lever_plus_prepare_vqa)')
     p.add_argument('--vlm_dtype', default='auto', help="with --scorer hf: 'auto', 'fp32', 'fp16' or 'bf16'")
     p.add_argument('--no_progress', action='store_true')
-    add_config_flags(p, skip=('version', 'd_in', 'd_model', 'n_layers', 'n_heads', 'dropout', 'logit_scale', 'n_pool', 'lora_rank', 'lora_alpha', 'base_ckpt'))
+    _upstream_flags(p, dropouts=True)
+    add_config_flags(p, skip=('version', 'd_in', 'd_model', 'n_layers', 'n_heads', 'dropout', 'logit_scale', 'n_pool', 'lora_rank', 'lora_alpha',
+                              'base_ckpt', 'attn_dropout', 'query_gate'))
     ns = p.parse_args(argv)
     cfg = config_from_args(ns)
     _need_data(cfg, p.prog)
@@ -208,7 +222,7 @@ def grpo_main(argv=None):
     elif ns.scorer in ('auto', 'none'): scorer = 'auto' if ns.scorer == 'auto' else None
     else: raise ConfigError(f"--scorer must be 'auto', 'hf' or 'none', got {ns.scorer!r}")
     res = run_post_train(ns.sft_ckpt, cfg.data.beam_data, cfg.data.embeddings, out, cfg, ns.val_beam_data,
-                         scorer, resume, progress=not ns.no_progress, ctx=ctx, overwrite=ns.overwrite)
+                         scorer, resume, progress=not ns.no_progress, ctx=ctx, overwrite=ns.overwrite, upstream=_upstream_args(ns))
     return _report(ctx, res, _grpo_summary)
 
 # %% ../nbs/13_cli.ipynb #418e0d2a
@@ -235,7 +249,8 @@ def eval_main(argv=None):
     "lever_plus_eval: compare selectors with random / similarity baselines and the beam oracle on held-out queries"
     from lever_plus.evaluate import run_eval
     p = argparse.ArgumentParser(prog='lever_plus_eval', description=eval_main.__doc__.split(': ', 1)[1])
-    p.add_argument('--ckpt', action='append', default=[], help='selector checkpoint folder of any version (v0, v1, v2, v2_lora) or run folder (its best/); repeat for several')
+    p.add_argument('--ckpt', action='append', default=[], help='selector checkpoint folder of any version (v0, v1, v2, v2_lora, v2_upstream), '
+                   'run folder (its best/) or upstream Lever-Plus .ckpt / .pt file; repeat for several')
     p.add_argument('--name', action='append', default=None, help='row name of each --ckpt, in order (default: from the folder)')
     p.add_argument('--embeddings', required=True, help='embeddings.safetensors (or its folder) or an upstream .pt tensor')
     p.add_argument('--beam_data', action='append', default=None, help='beam JSON or a folder with beams_{split}.json; repeat for several shot numbers')
@@ -245,10 +260,15 @@ def eval_main(argv=None):
     p.add_argument('--seed', type=int, default=0, help='seed of the random baseline and of the bootstrap')
     p.add_argument('--n_boot', type=int, default=1000, help='bootstrap resamples')
     p.add_argument('--device', default='cpu')
+    p.add_argument('--scorer', default='auto', help="'auto' (the simulated VLM beside the embeddings) or 'none' (no scorer: the picks' "
+                   'overlap with the top beams)')
+    _upstream_flags(p, dropouts=False)  # evaluation runs in eval mode: dropout does nothing
     a = p.parse_args(argv)
     if a.n_boot < 1: raise ConfigError(f'--n_boot must be >= 1 (bootstrap resamples), got {a.n_boot}')
+    if a.scorer not in ('auto', 'none'): raise ConfigError(f"--scorer must be 'auto' or 'none', got {a.scorer!r}")
     bd = a.beam_data if a.beam_data is None or len(a.beam_data) > 1 else a.beam_data[0]
-    res = run_eval(a.ckpt, a.embeddings, bd, a.split, a.shots, a.out, a.name, seed=a.seed, n_boot=a.n_boot, device=a.device)
+    res = run_eval(a.ckpt, a.embeddings, bd, a.split, a.shots, a.out, a.name, scorer='auto' if a.scorer == 'auto' else None, seed=a.seed,
+                   n_boot=a.n_boot, device=a.device, upstream=_upstream_args(a))
     print(res['table'])
     return res
 

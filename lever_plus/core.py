@@ -53,7 +53,7 @@ def _check_finite(cfg, section:str, allow_inf:tuple=()):
 @dataclass
 class ModelConfig:
     "The pointer selector"
-    version: str = 'v2'  # 'v1' bi-encoder, 'v2' bi-encoder + cross-attention, 'v0' GPT-2 over pool ids, 'v2_lora' LoRA on a v2
+    version: str = 'v2'  # 'v1' bi-encoder, 'v2' bi-encoder + cross-attention, 'v0' GPT-2 over pool ids, 'v2_lora' LoRA on a v2, 'v2_upstream' upstream's v2
     d_in: int = 0  # input embedding size (img+txt concatenated); 0 = take it from the embeddings
     d_model: int = 256  # hidden size D
     n_layers: int = 3  # cross-attention layers in v2 (the Lever-Plus recipe says 3; upstream configs used 1)
@@ -64,15 +64,18 @@ class ModelConfig:
     lora_rank: int = 8  # v2_lora: rank r of the adapters
     lora_alpha: float = 16.0  # v2_lora: adapter scale α (the weight update is (α/r)·B·A)
     base_ckpt: str = ''  # v2_lora: the v2 checkpoint folder the adapters are trained on
+    attn_dropout: float = 0.1  # v2_upstream: dropout on the attention weights (upstream's attn_dropout; `dropout` acts on the encodings)
+    query_gate: bool = True  # v2_upstream: gated query-state update after each pick (False: upstream's static v2, the query never changes)
     def __post_init__(self):
-        _check(self.version in ('v1', 'v2', 'v0', 'v2_lora'), f"model.version must be 'v1' or 'v2' (pointer selectors), 'v0' "
-               f"(GPT-2 over pool ids) or 'v2_lora' (LoRA adapters on a v2 checkpoint), got {self.version!r}")
+        _check(self.version in ('v1', 'v2', 'v0', 'v2_lora', 'v2_upstream'), f"model.version must be 'v1' or 'v2' (pointer selectors), 'v0' "
+               f"(GPT-2 over pool ids), 'v2_lora' (LoRA adapters on a v2 checkpoint) or 'v2_upstream' (upstream Lever-Plus's v2), got {self.version!r}")
         _check(self.n_pool >= 0, f'model.n_pool must be >= 0, got {self.n_pool}')
         _check(self.lora_rank >= 1, f'model.lora_rank must be >= 1, got {self.lora_rank}')
         _check(self.d_model > 0 and self.d_model % self.n_heads == 0,
                f'model.d_model ({self.d_model}) must be positive and divisible by model.n_heads ({self.n_heads})')
         _check(self.n_layers >= 0, f'model.n_layers must be >= 0, got {self.n_layers}')
         _check(0 <= self.dropout < 1, f'model.dropout must be in [0, 1), got {self.dropout}')
+        _check(0 <= self.attn_dropout < 1, f'model.attn_dropout must be in [0, 1), got {self.attn_dropout}')
 
 @dataclass
 class DataConfig:

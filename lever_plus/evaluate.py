@@ -17,8 +17,8 @@ from .dist import to_device
 
 # %% auto #0
 __all__ = ['BASELINES', 'BASELINE_LABELS', 'feature_views', 'pick_sequences', 'select_sequences', 'bootstrap_ci', 'score_method',
-           'evaluate_methods', 'results_table', 'summarize_seeds', 'paired_gain', 'plot_eval', 'selector_flops',
-           'resolve_checkpoint', 'checkpoint_name', 'run_eval', 'plot_shots']
+           'beam_overlap', 'evaluate_methods', 'results_table', 'summarize_seeds', 'paired_gain', 'plot_eval',
+           'selector_flops', 'resolve_checkpoint', 'checkpoint_name', 'run_eval', 'plot_shots']
 
 # %% ../nbs/12_eval.ipynb #af4e7259
 def feature_views(store)->dict:
@@ -116,23 +116,32 @@ def _ratio_ci(a, b, n_boot:int=1000, level:float=0.95, seed:int=0)->tuple:
     r = a[idx].mean(1) / b[idx].mean(1)
     return float(np.quantile(r, (1 - level) / 2)), float(np.quantile(r, (1 + level) / 2))
 
+def beam_overlap(ids:Tensor, # (N, S) pool ids a method picked
+                 top:Tensor, # (N, S') pool ids of each query's top beam
+                 seed:int=0, n_boot:int=1000)->dict:
+    "Without a scorer: the fraction of each query's picks that are in its top beam, with a bootstrap CI and per-query values"
+    hit = (ids[:, :, None] == top[:, None, :]).any(-1).double().mean(-1)  # (N,)
+    return dict(overlap=float(hit.mean()), overlap_ci=bootstrap_ci(hit.numpy(), n_boot, seed=seed), n=len(hit), per_query_overlap=hit.tolist())
+
 def evaluate_methods(methods:dict, # name → method (a BASELINES name or a selector)
-                     ds:BeamDataset, scorer, seed:int=0,
+                     ds:BeamDataset, scorer, # a Scorer, or None: `beam_overlap` instead of info score / VQA accuracy
+                     seed:int=0,
                      n_boot:int=1000, # bootstrap resamples of the CIs
                      per_query:bool=False, # also keep `per_query_acc` and `query_ids` (for pooling seeds / paired tests)
                      shot_num:int|None=None, # S; None = the beam data's (the oracle needs beams of length S)
                     )->list: # one dict per method: info, info_ci, acc, acc_ci, n, frac_oracle(_ci), per_query_info
     "One result row per method on the queries of `ds`, with the fraction of the oracle's info score"
-    rows = []
+    rows, b = [], _stack(ds) if scorer is None else None
     for name, m in methods.items():
         q, ids = select_sequences(m, ds, seed, shot_num=shot_num)
-        r = dict(method=name, **score_method(scorer, q, ids, seed, n_boot))
+        if scorer is None: r = dict(method=name, **beam_overlap(ids, b['cand_ids'].gather(1, b['beams'][:, 0]), seed, n_boot))
+        else: r = dict(method=name, **score_method(scorer, q, ids, seed, n_boot))
         if per_query: r['query_ids'] = q.tolist()
-        else: r.pop('per_query_acc')
+        else: r.pop('per_query_acc', None)
         rows.append(r)
     oracle = next((r for r, m in zip(rows, methods.values()) if isinstance(m, str) and m == 'oracle'), None)
     for r in rows:
-        ok = oracle is not None and oracle['info'] > 0
+        ok = oracle is not None and oracle.get('info', 0) > 0
         r['frac_oracle'] = r['info'] / oracle['info'] if ok else None
         r['frac_oracle_ci'] = _ratio_ci(r['per_query_info'], oracle['per_query_info'], n_boot, seed=seed) if ok else None
     return rows
@@ -140,6 +149,9 @@ def evaluate_methods(methods:dict, # name → method (a BASELINES name or a sele
 # %% ../nbs/12_eval.ipynb #71015229
 def results_table(rows:list, digits:int=4)->str:
     "Markdown table of `evaluate_methods` / `summarize_seeds` rows"
+    if rows and 'info' not in rows[0]:  # no scorer: the picks' overlap with the top beam
+        return '\n'.join(['| method | picks in the top beam [95 % CI] |', '|---|---|'] +
+                         [f"| {r['method']} | {r['overlap']:.3f} [{r['overlap_ci'][0]:.3f}, {r['overlap_ci'][1]:.3f}] |" for r in rows])
     seeds = any(r.get('n_seeds', 1) > 1 for r in rows)
     out = ['| method | info score [95 % CI] | VQA acc [95 % CI] | of oracle [95 % CI] |' + (' info sd over seeds (n) |' if seeds else ''),
            '|---|---|---|---|' + ('---|' if seeds else '')]
@@ -261,14 +273,16 @@ def selector_flops(cfg:ModelConfig, # the selector's config (d_in, d_model, n_la
 
 # %% ../nbs/12_eval.ipynb #e2992914
 def resolve_checkpoint(path)->Path:
-    "A selector checkpoint folder: `path` itself, or its `best/` when `path` is a run folder"
+    "A selector checkpoint: a folder, its `best/` when `path` is a run folder, or an upstream Lever-Plus file (.ckpt / .pt)"
+    if Path(path).is_file(): return Path(path)
     p = checkpoint_dir(path)
     if (p/'model.safetensors').is_file(): return p
     raise CheckpointError(f'{Path(path)}: no model.safetensors here or in {p/"best"}; pass a checkpoint folder written by the trainer')
 
 def checkpoint_name(path)->str:
-    "A row name for a checkpoint: 'SFT v2', 'v3 (RCE+GRPO)', 'v3 (RCE only)', 'v3 (GRPO, online)', ..."
+    "A row name for a checkpoint: 'SFT v2', 'v3 (RCE+GRPO)', 'v3 (RCE only)', 'v3 (GRPO, online)', ..., 'upstream FILE'"
     p = resolve_checkpoint(path)
+    if p.is_file(): return f'upstream {p.name}'
     try: cfg = json.loads((p/'config.json').read_text())
     except ValueError as e: raise CheckpointError(f'{p/"config.json"}: not valid JSON: {e}') from None
     version = cfg.get('model', {}).get('version', 'v2')
@@ -289,7 +303,7 @@ def _beam_files(beam_data, split:str)->list:
     return out
 
 # %% ../nbs/12_eval.ipynb #6540da71
-def run_eval(ckpts:list, # selector checkpoint folders of any version (or run folders: their best/)
+def run_eval(ckpts:list, # selector checkpoint folders of any version (or run folders: their best/), or upstream .ckpt / .pt files
              embeddings, # embeddings.safetensors (or its folder) or an upstream .pt tensor
              beam_data=None, # beam JSON, a folder with beams_{split}.json, or a list of them (one per shot number); None = the embeddings' folder
              split:str='test', # which beams_{split}.json a folder gives
@@ -297,17 +311,19 @@ def run_eval(ckpts:list, # selector checkpoint folders of any version (or run fo
              out_dir=None, # writes eval.json, eval.md, eval.png (+ eval_shots.png for several shots) when given
              names:list|None=None, # row names of the checkpoints; None = `checkpoint_name`
              baselines:tuple=BASELINES, # baselines to add ('oracle' only where beams of that shot number exist)
-             scorer='auto', # a Scorer, or 'auto' (the simulated VLM of the embeddings' folder)
+             scorer='auto', # a Scorer, 'auto' (the simulated VLM of the embeddings' folder), or None (no scorer: `beam_overlap`)
              seed:int=0, # seed of 'random' and of the bootstrap
              n_boot:int=1000, # bootstrap resamples
              device:str='cpu', # where the selectors run
+             upstream:dict|None=None, # for upstream files: `load_selector`'s n_heads (None: upstream's training config)
             )->dict: # {'shots': {S: rows}, 'table': markdown, 'files': [...]}
     "Evaluate checkpoints, baselines and the beam oracle on held-out queries at one or more shot numbers"
     if scorer == 'auto':
         from lever_plus.train import auto_scorer
         scorer = auto_scorer(embeddings)
         if scorer is None: raise ConfigError(f'{embeddings}: no simulated world (world.json) beside these embeddings, so no scorer; '
-                                             'pass scorer=... (e.g. a VLM scorer from lever_plus.real)')
+                                             'pass scorer=... (e.g. a VLM scorer from lever_plus.real), or scorer=None (--scorer none) for the '
+                                             "picks' overlap with the top beams")
     files = _beam_files(beam_data if beam_data is not None else Path(embeddings if Path(embeddings).is_dir() else Path(embeddings).parent), split)
     sets = {}
     for f in files:
@@ -321,7 +337,7 @@ def run_eval(ckpts:list, # selector checkpoint folders of any version (or run fo
     names = [f'{n} [{p.parent.name if p.name == "best" else p.name}]' if n in dup else n for n, p in zip(names, paths)]
     names = [f'{n} #{i + 1}' if names.count(n) > 1 else n for i, n in enumerate(names)]  # still the same: number them
     device = get_device(device)  # an unknown device is named as such, not blamed on a checkpoint
-    models = {n: load_selector(p, device) for n, p in zip(names, paths)}  # any version: v0, v1, v2, v2_lora
+    models = {n: load_selector(p, device, **(upstream or {}) if p.is_file() else {}) for n, p in zip(names, paths)}  # any version, upstream files
     res, table = {}, []
     for S in (shots or sorted(sets)):
         ds = sets.get(S, sets[next(iter(sets))])
@@ -339,10 +355,11 @@ def run_eval(ckpts:list, # selector checkpoint folders of any version (or run fo
                     seed=seed, n_boot=n_boot)
         atomic_write_text(o/'eval.json', json.dumps(dict(meta, shots={str(S): strip(r) for S, r in res.items()}), indent=1) + '\n')
         atomic_write_text(o/'eval.md', out['table'] + '\n')
+        out['files'] = [o/'eval.json', o/'eval.md']
         S0 = next(iter(res))
-        plot_eval(res[S0], o/'eval.png', f'{split} queries, shot {S0}')
-        out['files'] = [o/'eval.json', o/'eval.md', o/'eval.png']
-        if len(res) > 1: plot_shots(res, o/'eval_shots.png'); out['files'].append(o/'eval_shots.png')
+        if scorer is not None:  # the figures show info score and accuracy
+            plot_eval(res[S0], o/'eval.png', f'{split} queries, shot {S0}'); out['files'].append(o/'eval.png')
+            if len(res) > 1: plot_shots(res, o/'eval_shots.png'); out['files'].append(o/'eval_shots.png')
     return out
 
 # %% ../nbs/12_eval.ipynb #a4b71ad0

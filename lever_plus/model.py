@@ -246,7 +246,9 @@ def write_checkpoint(model:nn.Module, out_dir, # folder to write (created if nee
     return out_dir
 
 def read_checkpoint(path, # folder written by `save_pretrained`
-                    device='cpu')->tuple: # (ModelConfig, state dict)
+                    device='cpu',
+                    version:str|None=None, # refuse a folder of another `model.version` (a class's own `from_pretrained`)
+                   )->tuple: # (ModelConfig, state dict)
     "Read a selector folder's `config.json` (model section) and `model.safetensors`, with clear errors"
     path = Path(path)
     cf, wf = path/'config.json', path/'model.safetensors'
@@ -256,6 +258,8 @@ def read_checkpoint(path, # folder written by `save_pretrained`
     except ValueError as e: raise CheckpointError(f'{cf}: not valid JSON: {e}') from None
     if not isinstance(d, dict): raise CheckpointError(f'{cf}: expected a JSON object')
     cfg = config_from_dict(ModelConfig, d['model'] if 'model' in d else d, str(cf), 'model.')
+    if version is not None and cfg.version != version:
+        raise CheckpointError(f'{cf}: model.version is {cfg.version!r}, not {version!r} (load any version with lever_plus.model.load_selector)')
     try: sd = _st_load(str(wf), device=str(device))
     except Exception as e: raise CheckpointError(f'{wf}: cannot read safetensors ({e}); the file may be truncated') from None
     return cfg, sd
@@ -296,7 +300,7 @@ SELECTORS.register('v2')(PointerSelector)
 
 def fresh_selector(cfg:ModelConfig)->nn.Module: # an untrained selector of `cfg.version`, in train mode
     "An untrained selector of `cfg.version` from its registered builder"
-    if cfg.version not in SELECTORS: import lever_plus.v0, lever_plus.lora  # they register 'v0' / 'v2_lora' (and import this module)
+    if cfg.version not in SELECTORS: import lever_plus.v0, lever_plus.lora, lever_plus.upstream  # they register 'v0' / 'v2_lora' / 'v2_upstream'
     return SELECTORS.lookup(cfg.version)(cfg)
 
 def checkpoint_dir(path)->Path:
@@ -304,10 +308,25 @@ def checkpoint_dir(path)->Path:
     p = Path(path)
     return p/'best' if not (p/'model.safetensors').is_file() and (p/'best'/'model.safetensors').is_file() else p
 
-def load_selector(path, # checkpoint folder (or a run folder with best/) of any version
-                  device='cpu')->nn.Module:
-    "Load a selector of any version (v0, v1, v2, v2_lora) saved by `save_pretrained` (eval mode)"
+_UPSTREAM_SUFFIXES = ('.ckpt', '.pt', '.pth')
+
+def load_selector(path, # checkpoint folder (or a run folder with best/) of any version, or an upstream .ckpt / .pt file
+                  device='cpu',
+                  n_heads:int|None=None, # upstream files: attention heads (None: upstream's 1); a folder records its own
+                  dropout:float|None=None, # upstream files: dropout on the encodings (None: upstream's 0.5)
+                  attn_dropout:float|None=None, # upstream files: dropout on the attention weights (None: upstream's 0.1)
+                 )->nn.Module:
+    "Load a selector of any version (v0, v1, v2, v2_lora, v2_upstream) saved by `save_pretrained`, or an upstream checkpoint file (eval mode)"
+    p = Path(path)
+    if p.is_file() or (not p.exists() and p.suffix in _UPSTREAM_SUFFIXES):
+        from lever_plus.upstream import load_upstream_checkpoint
+        return load_upstream_checkpoint(p, device, n_heads, dropout, attn_dropout)
     path = checkpoint_dir(path)
     cfg, sd = read_checkpoint(path, device)
+    given = {k: v for k, v in dict(n_heads=n_heads, dropout=dropout, attn_dropout=attn_dropout).items() if v is not None}
+    differ = {k: v for k, v in given.items() if getattr(cfg, k) != v}
+    if differ:
+        raise ConfigError(f"{path}: {', '.join(f'{k}={v}' for k, v in differ.items())} given, but its config.json records "
+                          f"{', '.join(f'{k}={getattr(cfg, k)}' for k in differ)}; these settings are for upstream checkpoint files only")
     model = fresh_selector(cfg)
     return load_weights(model, sd, path, getattr(model, 'tied_keys', ())).to(device).eval()

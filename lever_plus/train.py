@@ -302,7 +302,7 @@ def auto_scorer(embeddings):
     from lever_plus.sim import SimScorer
     return SimScorer.from_dir(d)
 
-def run_post_train(sft_ckpt, # SFT checkpoint folder (or its run folder)
+def run_post_train(sft_ckpt, # SFT checkpoint folder (or its run folder), or an upstream Lever-Plus .ckpt / .pt file
                    beam_data, # training beam / RL JSON
                    embeddings, # embeddings.safetensors (or its folder) or an upstream .pt tensor
                    output_dir, # where checkpoints, best/, metrics.jsonl, curves.png go
@@ -313,10 +313,11 @@ def run_post_train(sft_ckpt, # SFT checkpoint folder (or its run folder)
                    log=None, progress:bool=True,
                    ctx=None, # run context (`lever_plus.dist.init_distributed()` under torchrun)
                    overwrite:bool=False, # replace an earlier run in output_dir
+                   upstream:dict|None=None, # an upstream file's n_heads / dropout / attn_dropout (None: upstream's training config)
                   )->dict: # `post_train`'s summary + data: the `data_report` of each file
     "Post-train an SFT selector from files (RCE warm-up + GRPO); returns `post_train`'s summary"
     cfg = cfg or TrainConfig()
-    policy = load_selector(sft_ckpt)
+    policy = load_selector(sft_ckpt, **(upstream or {}))
     d = load_datasets(beam_data, embeddings, None, val_beam_data=val_beam_data, seed=cfg.run.seed, **data_options(cfg.data))
     if d['store'].d_in != policy.cfg.d_in:
         raise EmbeddingError(f'{embeddings}: features have d_in={d["store"].d_in} but the SFT checkpoint {sft_ckpt} expects '

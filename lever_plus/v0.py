@@ -132,8 +132,6 @@ def save_pretrained(self:GPTSelector, out_dir, # folder to write (created if nee
 def from_pretrained(cls:GPTSelector, path, # folder written by `save_pretrained`
                     device='cpu')->GPTSelector:
     "Load a v0 selector saved by `save_pretrained` (eval mode)"
-    cfg, sd = read_checkpoint(path, device)
-    if cfg.version != 'v0': raise CheckpointError(f'{Path(path)/"config.json"}: model.version is {cfg.version!r}, not \'v0\' '
-                                                 '(load any version with lever_plus.model.load_selector)')
+    cfg, sd = read_checkpoint(path, device, 'v0')
     model = load_weights(cls(cfg), sd, path, cls.tied_keys)
     return model.to(device).eval()
