@@ -47,3 +47,20 @@ def test_select_bad_inputs(world, sft_ckpt, tmp_path):
         r = run_script('lever_plus_select', [*base, *args])
         assert r.returncode == 2 and expect in r.stderr and len(r.stderr.strip().splitlines()) == 1, (args, r.returncode, r.stderr)
     assert not (tmp_path/'o.json').exists()
+
+
+FIX = Path(__file__).parent/'fixtures'/'upstream'
+
+
+def test_select_upstream_checkpoints_give_upstreams_picks(tmp_path):
+    "On upstream's own files, lever_plus_select writes exactly the ids upstream's model picks (`greedy_ids` of the fixtures)"
+    for ckpt, io in (('v2_gated.ckpt', 'v2_gated_io.json'), ('v2_static.ckpt', 'v2_static_io.json'), ('v3_grpo_epoch1.pt', 'v2_gated_io.json')):
+        d = json.loads((FIX/io).read_text())
+        pools = tmp_path/f'{ckpt}.pools.json'
+        pools.write_text(json.dumps({str(q): {'candidate_pool_ids': p} for q, p in zip(d['query_ids'], d['candidate_pool_ids'])}))
+        out = tmp_path/f'{ckpt}.json'
+        r = run_script('lever_plus_select', ['--ckpt', FIX/ckpt, '--embeddings', FIX/'emb.pt', '--queries', pools, '--output', out, '--shot_num', 2])
+        assert r.returncode == 0, r.stderr
+        assert json.loads(out.read_text()) == d['greedy_ids'], ckpt
+    r = run_script('lever_plus_select', ['--ckpt', FIX/'v2_gated.ckpt', '--embeddings', FIX/'emb.pt', '--queries', pools, '--output', tmp_path/'x.json'])
+    assert r.returncode == 2 and 'pass --shot_num' in r.stderr  # an upstream file does not record it

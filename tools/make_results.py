@@ -13,6 +13,7 @@ a busy 2-core machine with the training split over two processes (they touch dis
     python tools/make_results.py train --seeds 0 1 --parts main variants &
     python tools/make_results.py train --seeds 2 --parts main variants &
     wait; python tools/make_results.py train --seeds 0 --parts sweep
+    python tools/make_results.py train --parts arch      # upstream Lever-Plus's v2 network: SFT + the best variant
     python tools/make_results.py eval report notebooks
 
 Stages (each reads what the previous one wrote under --work, default runs/results, which git ignores):
@@ -62,10 +63,14 @@ VARIANTS = {
                            curriculum=dict(rce_epochs=0, grpo_epochs=1), data=dict(unlabeled='<data>/queries_unlabeled.json')),
     # the demo's v3 schedule (RCE 1 + GRPO 3) on RL-format groups (beams + retrievals + samples + random picks)
     'rl_offline': dict(_train='beams_train_rl.json', data=dict(n_beams=20)),
+    # the architecture comparison: online_unl from an SFT model with upstream Lever-Plus's v2 network (same sizes)
+    'online_unl_upstream': dict(_sft='sft_v2_upstream', grpo=dict(online_samples=8, lr_ratio=0.3, beta=0.01), control=dict(mode='fixed'),
+                                run=dict(kl_ceiling=1e9), curriculum=dict(rce_epochs=0, grpo_epochs=6), data=dict(unlabeled='<data>/queries_unlabeled.json')),
 }
 MAIN = ('v3', 'v3_rce')                                   # trained first (the main table)
 ABLATIONS = ('no_rce', 'no_curriculum', 'fixed_beta', 'refresh_old', 'no_std')
 ONLINE = ('online', 'hybrid', 'rl_offline', 'online_unl_1ep', 'online_unl', 'online_unl_10ep')
+ARCH = ('online_unl_upstream',)                           # from SFT v2 with upstream's architecture ('v2_upstream')
 N_PLUS, N_PLUS_QUICK = 350, 16  # unlabeled queries beam-searched for the budget-matched SFT baseline (≈ online_unl's calls / 384)
 N_UNLABELED, N_UNLABELED_QUICK = 2000, 64  # queries without beams added to each seed's world (drawn last: labeled files unchanged)
 SWEEP_SHOTS = (1, 3, 4)                                   # besides 2, at the first seed only (SFT v2 vs v3)
@@ -156,11 +161,11 @@ def ensure_post(work, seed, name, shot, quick):
     from lever_plus.sim import SimScorer
     data, out = data_dir(work, seed, shot), run_dir(work, seed, name, shot)
     if _done(out): return out
-    sft = run_dir(work, seed, 'sft_v2', shot)/'best'
+    over = json.loads(json.dumps(VARIANTS[name]).replace('<data>', str(data)))
+    sft = run_dir(work, seed, over.pop('_sft', 'sft_v2'), shot)/'best'
     say(f'seed {seed} shot {shot}: post-train {name} → {out}')
     if out.exists(): shutil.rmtree(out)  # an unfinished earlier attempt: start over (simpler than resuming)
     t = time.perf_counter()
-    over = json.loads(json.dumps(VARIANTS[name]).replace('<data>', str(data)))
     train_file = data/over.pop('_train', 'beams_train.json')
     res = run_post_train(sft, train_file, data, out, make_config(seed, quick, over),
                          data/'beams_val.json', SimScorer.from_dir(data), progress=False)
@@ -179,6 +184,9 @@ def stage_train(a):
         for v in ABLATIONS + ONLINE: ensure_post(work, seed, v, 2, a.quick)
         ensure_plus(work, seed, a.quick)  # the budget-matched alternative to online_unl: spend its calls on beam search instead
         ensure_sft(work, seed, 'v2', 2, a.quick, 'sft_v2_plus', 'beams_train_plus.json')
+    for seed in a.seeds if 'arch' in a.parts else ():  # 5) upstream Lever-Plus's v2 network: SFT, then the best variant
+        ensure_sft(work, seed, 'v2_upstream', 2, a.quick)
+        for v in ARCH: ensure_post(work, seed, v, 2, a.quick)
     for shot in a.shots if 'sweep' in a.parts else ():  # 4) the shot sweep at the first seed
         ensure_data(work, a.seeds[0], shot, a.quick)
         ensure_sft(work, a.seeds[0], 'v2', shot, a.quick)
@@ -188,12 +196,15 @@ def stage_train(a):
 # eval: per-query results of every method on the test queries → WORK/eval/seed{n}_s{S}.json
 
 PLUS_LABEL = 'SFT v2 + beams of 350 unlabeled queries'
-METHOD_RUNS = {'SFT v1': 'sft_v1', 'SFT v2': 'sft_v2', 'v3 (RCE only)': 'v3_rce', 'v3 (RCE+GRPO)': 'v3', PLUS_LABEL: 'sft_v2_plus'}
+UPSTREAM_SFT_LABEL = 'SFT v2, upstream architecture'
+METHOD_RUNS = {'SFT v1': 'sft_v1', 'SFT v2': 'sft_v2', 'v3 (RCE only)': 'v3_rce', 'v3 (RCE+GRPO)': 'v3', PLUS_LABEL: 'sft_v2_plus',
+               UPSTREAM_SFT_LABEL: 'sft_v2_upstream'}
 VARIANT_LABELS = {'no_rce': 'no RCE warm-up', 'no_curriculum': 'no curriculum', 'fixed_beta': 'fixed β',
                   'refresh_old': 'π_old refreshed', 'no_std': 'no-std advantage', 'online': 'online GRPO (8 samples)',
                   'hybrid': 'hybrid GRPO (8 samples + 5 beams)', 'rl_offline': 'offline GRPO, RL-format groups',
                   'online_unl_1ep': 'online GRPO + unlabeled queries, 1 epoch', 'online_unl': 'online GRPO + unlabeled queries, 6 epochs',
-                  'online_unl_10ep': 'online GRPO + unlabeled queries, 10 epochs'}
+                  'online_unl_10ep': 'online GRPO + unlabeled queries, 10 epochs',
+                  'online_unl_upstream': 'online GRPO + unlabeled queries, 6 epochs, upstream architecture'}
 
 def _best(d:Path)->Path|None: return d/'best' if (d/'best'/'model.safetensors').is_file() else None
 
@@ -201,15 +212,15 @@ def eval_one(work, seed, shot, n_boot):
     "Evaluate every finished method of (seed, shot) on its test queries; per-query values kept"
     from lever_plus.data import load_datasets
     from lever_plus.sim import SimScorer
-    from lever_plus.model import PointerSelector
+    from lever_plus.model import load_selector
     from lever_plus.evaluate import evaluate_methods
     data = data_dir(work, seed, shot)
     if not _done(data): return None
     methods = {'random': 'random', 'text-sim top-k': 'text_sim', 'img-sim top-k': 'img_sim', 'mix-sim top-k': 'mix_sim'}
-    runs = dict(METHOD_RUNS, **{VARIANT_LABELS[v]: v for v in ABLATIONS + ONLINE})
+    runs = dict(METHOD_RUNS, **{VARIANT_LABELS[v]: v for v in ABLATIONS + ONLINE + ARCH})
     for label, name in runs.items():
         b = _best(run_dir(work, seed, name, shot))
-        if b is not None and _done(run_dir(work, seed, name, shot)): methods[label] = PointerSelector.from_pretrained(b)
+        if b is not None and _done(run_dir(work, seed, name, shot)): methods[label] = load_selector(b)  # any version
     methods['beam oracle'] = 'oracle'
     test = load_datasets(data/'beams_test.json', data, val_frac=0)['train']
     scorer = SimScorer.from_dir(data)
@@ -324,6 +335,13 @@ def stage_report(a):
     online_vs_sft = {VARIANT_LABELS[v]: paired_gain(per_seed, VARIANT_LABELS[v], 'SFT v2', seed=0, n_boot=a.n_boot)
                      for v in ONLINE if all(VARIANT_LABELS[v] in p and 'SFT v2' in p for p in per_seed)}
     if all(PLUS_LABEL in p for p in per_seed): online_vs_sft[PLUS_LABEL] = paired_gain(per_seed, PLUS_LABEL, 'SFT v2', seed=0, n_boot=a.n_boot)
+    # the architecture comparison: this package's v2 network vs upstream Lever-Plus's, as SFT and as the online_unl variant
+    arch_methods = ['SFT v2', UPSTREAM_SFT_LABEL, VARIANT_LABELS['online_unl'], VARIANT_LABELS['online_unl_upstream']]
+    has_arch = all(m in p for p in per_seed for m in arch_methods)
+    arch = summarize_seeds(per_seed, arch_methods, oracle='beam oracle', seed=0, n_boot=a.n_boot) if has_arch else None
+    arch_gains = {f'{x} vs {y}': paired_gain(per_seed, x, y, seed=0, n_boot=a.n_boot)
+                  for x, y in [(UPSTREAM_SFT_LABEL, 'SFT v2'), (VARIANT_LABELS['online_unl_upstream'], VARIANT_LABELS['online_unl']),
+                               (VARIANT_LABELS['online_unl_upstream'], UPSTREAM_SFT_LABEL)]} if has_arch else None
     # training summaries per variant and seed; scorer calls of the beam data (offline budget)
     runs = {v: {str(s): run_summary(run_dir(work, s, v)) for s in seeds} for v in VARIANTS}
     # the best post-training variant, chosen on VALIDATION queries (mean over seeds of the best epoch's val info), then tested
@@ -358,7 +376,8 @@ def stage_report(a):
         main=main, main_table=results_table(main), best_similarity=best_sim, gains=gains,
         ablation=ablation, ablation_table=results_table(ablation), ablation_gains=ablation_gains, online_vs_sft=online_vs_sft,
         online=online, online_table=results_table(online), runs=runs, beam_data_scorer_calls=data_calls,
-        sft={v: {str(s): _done(run_dir(work, s, f'sft_{v}')) for s in seeds} for v in ('v1', 'v2', 'v2_plus')},
+        arch=arch, arch_table=results_table(arch) if arch else None, arch_gains=arch_gains,
+        sft={v: {str(s): _done(run_dir(work, s, f'sft_{v}')) for s in seeds} for v in ('v1', 'v2', 'v2_plus', 'v2_upstream')},
         sft_curves={str(s): sft_curve(run_dir(work, s, 'sft_v2')) for s in seeds},
         data={str(s): _done(data_dir(work, s, 2)) for s in seeds},
         shot_sweep=dict(seed=seeds[0], rows=sweep), beam_hits=hits,
@@ -519,7 +538,7 @@ def main(argv=None):
     p.add_argument('--out', type=Path, default=ROOT/'nbs'/'results', help='results.json + figures for the docs page')
     p.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
     p.add_argument('--shots', type=int, nargs='*', default=list(SWEEP_SHOTS), help='extra shot numbers of the sweep (first seed)')
-    p.add_argument('--parts', nargs='+', default=['main', 'variants', 'sweep'], choices=['main', 'variants', 'sweep'],
+    p.add_argument('--parts', nargs='+', default=['main', 'variants', 'arch', 'sweep'], choices=['main', 'variants', 'arch', 'sweep'],
                    help='which training runs (e.g. two processes: one `--parts main variants`, one `--parts sweep`)')
     p.add_argument('--n_boot', type=int, default=1000, help='bootstrap resamples of the CIs')
     p.add_argument('--threads', type=int, default=1, help='torch threads (0 = torch default); on a busy 2-core machine 1 is several times faster')
