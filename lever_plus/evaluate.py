@@ -262,6 +262,13 @@ def selector_flops(cfg:ModelConfig, # the selector's config (d_in, d_model, n_la
                   )->int: # FLOPs of `log_prob` on a (B, G, S) batch (+ its backward)
     "Analytic FLOP count of the selector's teacher-forced log-prob (and backward)"
     D, T = cfg.d_model, 1 + K
+    if cfg.version == 'v2_upstream':  # the query alone attends; q and c projected once; the gate, when there is one
+        inp = T * cfg.d_in * D * 2 if cfg.d_in != D else 0  # d_in = D: the identity
+        attn = cfg.n_layers * (D * D * 2 + K * 2 * D * D * 2 + 2 * K * D * 2 + D * D * 2)  # Q of 1, K/V of K, scores, sum, out
+        gate = G * 2 * D * D * 2 if cfg.query_gate else 0
+        fwd = inp + attn + D * D * 2 + K * D * D * 2 + S * (G * K * D * 2 + gate)
+        raw = 0 if cfg.d_in != D else D * D * 2 + cfg.n_layers * K * 2 * D * D * 2 + K * D * D * 2  # products of the raw features
+        return B * fwd if not backward else B * (3 * fwd - inp - 2 * gate - raw)  # (identity input): weight gradients only
     L = cfg.n_layers if cfg.version == 'v2' else 0
     inp = T * cfg.d_in * D * 2
     attn = L * (T * D * 3 * D * 2 + 2 * T * T * D * 2 + T * D * D * 2)
