@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset, DataLoader
 from .core import *
+from .core import _json_no_dup  # duplicate keys refused, as in config files
 
 # %% auto #0
 __all__ = ['UPSTREAM_REWARD', 'EMB_FORMAT', 'RL_POOLS', 'QUERY_POOL_FORMAT', 'QueryRecord', 'BeamData', 'read_beam_data',
@@ -66,6 +67,8 @@ def _check_ids(E, fld, ids, what, pool_size):
 
 _BEAM_NAMES = dict(ids='id_list', scores='score_list', vqa='vqa_acc_list', gen='gen_method_list')
 
+_F32_MAX = float(torch.finfo(torch.float32).max)  # scores are trained on in float32
+
 def _validate(path, key, r:QueryRecord, pool_size=None, shared_ids=False, names=_BEAM_NAMES):
     "Raise `BeamDataError` naming `path`, `key` and the field on the first defect of record `r`"
     E, n = partial(_err, path, key), names
@@ -80,6 +83,8 @@ def _validate(path, key, r:QueryRecord, pool_size=None, shared_ids=False, names=
         if not isinstance(v, list) or len(v) != G: raise E(fld, f'has {len(v) if isinstance(v, list) else "no list of"} values for {G} beams')
         bad = [x for x in v if not _is_num(x) or not math.isfinite(x)]
         if bad: raise E(fld, f'holds {bad[0]!r}, not a finite number')
+        big = [x for x in v if abs(x) > _F32_MAX]
+        if big: raise E(fld, f'holds {big[0]!r}, beyond float32 (|x| ≤ {_F32_MAX:.3g}): rescale the scores')
     if r.gen_method is not None and (not isinstance(r.gen_method, list) or len(r.gen_method) != G):
         raise E(n['gen'], f'must list one generation method per beam ({G})')
     if r.candidate_pool_ids is not None:
@@ -89,21 +94,14 @@ def _validate(path, key, r:QueryRecord, pool_size=None, shared_ids=False, names=
         if miss: raise E('candidate_pool_ids', f'does not contain beam id {miss[0]}', 'every beam id must be one of the K candidates')
 
 # %% ../nbs/01_data.ipynb #8ec5e78a
-def _no_dup(pairs):
-    d = {}
-    for k, v in pairs:
-        if k in d: raise ValueError(f'key "{k}" appears twice')
-        d[k] = v
-    return d
-
 def _load_json(path) -> dict:
     path = Path(path)
     if not path.is_file(): raise BeamDataError(f'{path}: beam data file not found')
-    try: text = path.read_text()
+    try: text = path.read_text(encoding='utf-8-sig')  # a byte-order mark is not an error
     except UnicodeDecodeError as e: raise BeamDataError(f'{path}: not UTF-8 text (byte {e.start}); is it a JSON file?') from None
     except OSError as e: raise BeamDataError(f'{path}: cannot read ({e.strerror or e})') from None
     if not text.strip(): raise BeamDataError(f'{path}: empty file (expected a JSON object keyed by query id)')
-    try: d = json.loads(text, object_pairs_hook=_no_dup)
+    try: d = json.loads(text, object_pairs_hook=_json_no_dup)
     except json.JSONDecodeError as e:
         raise BeamDataError(f'{path}: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno}); is the file truncated?') from None
     except ValueError as e: raise BeamDataError(f'{path}: {e}') from None
@@ -213,7 +211,7 @@ def read_beam_data(path, # beam-format or RL-format JSON file
     skipped, unsorted, K0, n_read = {'error': 0, 'fallback': 0, 'queries': 0}, [], None, 0
     for key, r in d.items():
         if key == '_meta': continue
-        if not re.fullmatch(r'\d+', key): raise _err(path, key, None, 'the key is not a query id (a non-negative integer string)', 'keys look like "17"')
+        if not re.fullmatch(r'[0-9]+', key): raise _err(path, key, None, 'the key is not a query id (a non-negative integer string)', 'keys look like "17"')
         qid = int(key)
         if qid in out: raise _err(path, key, None, f'query id {qid} appears under two keys')
         rec = _parse_rl(path, key, qid, r, keep_fallback, score_key, skipped, pool_size) if rl else _parse_beam(path, key, qid, r)
@@ -589,7 +587,7 @@ def read_query_pools(path, # query-pool JSON file
     d, out, K0 = _load_json(path), {}, None
     for key, r in d.items():
         if key == '_meta': continue
-        if not re.fullmatch(r'\d+', key): raise _err(path, key, None, 'the key is not a query id (a non-negative integer string)', 'keys look like "17"')
+        if not re.fullmatch(r'[0-9]+', key): raise _err(path, key, None, 'the key is not a query id (a non-negative integer string)', 'keys look like "17"')
         ids = r.get('candidate_pool_ids') if isinstance(r, dict) else None
         if not isinstance(ids, list) or not ids or not all(map(_is_int, ids)):
             raise _err(path, key, 'candidate_pool_ids', f'must be a non-empty list of integer pool ids, got {ids!r}')

@@ -145,6 +145,9 @@ def _is_better(ep:dict, state:RunState, cfg:TrainConfig)->bool:
 def end_of_epoch(run:Run, state:RunState, epoch:int, stage:Stage, rows:list, advs:list)->dict: # the epoch's metrics
     "Controller, validation, best/, metrics and the checkpoint of a finished epoch"
     cfg = run.cfg
+    if rows and all(r['skipped'] for r in rows):
+        raise TrainingError(f'every step of epoch {epoch + 1} ({stage.name}) was skipped: its losses or gradients were not finite; '
+                            f'lower the learning rate or β, or check the scores and embeddings (nothing of this epoch was saved)')
     state.control = end_epoch(state.control, cfg.control)
     losses = [r['loss'] for r in rows if r['loss'] is not None]
     ep = dict(kind='epoch', epoch=epoch + 1, step=state.step, stage=stage.name, skipped_steps=state.skipped, beta=state.control.beta,
@@ -203,7 +206,15 @@ def train_loop(run:Run, state:RunState, log=None, progress:bool=True)->dict:
         if log: log(history[-1])
     bar.close()
     if total_epochs(run.stages) and run.ctx.is_main: plot_curves(run.out/'metrics.jsonl', run.out/'curves.png')
+    if state.best_epoch is None: _no_best(cfg, history, run.out)
     return {'history': history, 'best_epoch': state.best_epoch, 'output_dir': run.out, 'skipped_steps': state.skipped}
+
+def _no_best(cfg:TrainConfig, history:list, out:Path):
+    "Every epoch was over the KL ceiling: say so, and where the epochs are"
+    kls = [(e['val_kl'], e['epoch']) for e in history if e.get('val_kl') is not None]
+    low = f' (lowest val KL {min(kls)[0]:.4g}, epoch {min(kls)[1]})' if kls else ''
+    raise TrainingError(f'no epoch had a validation KL under run.kl_ceiling={cfg.run.kl_ceiling}{low}, so {out}/best was not written; '
+                        f'every epoch is in {out}/checkpoints: rerun with a higher --kl_ceiling (or --select_by kl)')
 
 def _history(out:Path)->list:
     f = out/'metrics.jsonl'
@@ -272,6 +283,8 @@ def post_train(cfg:TrainConfig, # the whole run config (curriculum, rce, grpo, c
     "Post-train `policy`: RCE warm-up then GRPO, per `cfg.curriculum`, into a folder of its own"
     ctx = ctx or SingleProcess()
     out = Path(output_dir or cfg.run.output_dir)
+    if cfg.curriculum.rce_epochs + cfg.curriculum.grpo_epochs == 0:
+        raise ConfigError('curriculum.rce_epochs and curriculum.grpo_epochs are both 0: the run would train nothing and write no best/; give one epoch or more')
     ckpt = None
     if resume: ckpt = resume_checkpoint(out)[1] if resume is True else resume_checkpoint(resume)[1]
     if ckpt is not None and ckpt.parent.parent.resolve() != out.resolve():

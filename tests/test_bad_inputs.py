@@ -195,7 +195,7 @@ GRPO_CASES = [
     ('top_level_list', lambda c: c.grpo(c.beams('list.json', text='[1, 2]')), BeamDataError,
      lambda c: ['list.json: the top level must be a JSON object keyed by query id, got a list']),
     ('duplicate_key', lambda c: c.grpo(c.beams('dupkey.json', text='{"%s": %s, "%s": %s}' % (c.k, json.dumps(c.train[c.k]), c.k, json.dumps(c.train[c.k])))),
-     BeamDataError, lambda c: ['dupkey.json', f'key "{c.k}" appears twice']),
+     BeamDataError, lambda c: ['dupkey.json', f'key `{c.k}` appears twice']),
     ('missing_id_list', lambda c: c.grpo(c.beams('noid.json', lambda d, k: d[k].pop('id_list'))), BeamDataError,
      lambda c: ['noid.json', K(c), 'field `id_list`: missing']),
     ('missing_score_list', lambda c: c.grpo(c.beams('nosc.json', lambda d, k: d[k].pop('score_list'))), BeamDataError,

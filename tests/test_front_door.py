@@ -28,12 +28,28 @@ CASES = [
     ('config_yaml_sci_string', GRPO, ['--config', '{tmp}/sci.yaml'], "YAML reads 1e-2 as a string"),
     ('eval_n_boot_zero', EVAL, ['--n_boot', 0], '--n_boot must be >= 1'),
     ('eval_device_tpu', EVAL, ['--device', 'tpu'], "unknown device 'tpu'"),
+    ('no_epochs', GRPO, ['--rce_epochs', 0, '--grpo_epochs', 0], 'would train nothing'),
+    ('arabic_indic_query_key', GRPO, ['--beam_data', '{tmp}/arabic.json'], 'the key is not a query id'),
+    ('score_beyond_float32', GRPO, ['--beam_data', '{tmp}/huge.json'], 'beyond float32'),
 ]
 FILES = {'dup.json': '{"grpo": {"beta": 0.1, "beta": 0.2}}', 'dup.yaml': 'grpo:\n  beta: 0.1\n  beta: 0.2\n', 'sci.yaml': 'grpo:\n  beta: 1e-2\n'}
 
 
+def _corrupt_beams(world, tmp):
+    "Beam files that read wrongly unless refused: an Arabic-Indic query key, a score beyond float32"
+    d = json.loads((world/'beams_train.json').read_text())
+    k0 = next(k for k in d if k != '_meta')
+    arabic = {('\u0661' if k == k0 else '') + k if k == k0 else k: v for k, v in d.items()}  # '١' + key: \\d would read it as a number
+    (tmp/'arabic.json').write_text(json.dumps(arabic, ensure_ascii=False))
+    huge = dict(d); huge[k0] = dict(d[k0], score_list=[1e308] + d[k0]['score_list'][1:])
+    (tmp/'huge.json').write_text(json.dumps(huge))
+
+
 def _args(cmd, extra, world, sft, out):
-    if cmd == GRPO: return grpo_args(world, sft, out, *extra)
+    if cmd == GRPO:
+        a = grpo_args(world, sft, out, *extra)
+        if '--beam_data' in extra[::2]: i = a.index('--beam_data'); del a[i:i + 2]  # the case's file replaces the world's
+        return a
     if cmd == SFT: return ['--beam_data', world/'beams_train.json', '--embeddings', world, '--output_dir', out, '--no_progress', *extra]
     return ['--ckpt', sft, '--embeddings', world, '--beam_data', world, '--out', out, *extra]
 
@@ -41,6 +57,7 @@ def _args(cmd, extra, world, sft, out):
 @pytest.mark.parametrize('case,cmd,extra,expect', CASES, ids=[c[0] for c in CASES])
 def test_refused_at_the_door(case, cmd, extra, expect, world, sft_ckpt, tmp_path):
     for name, text in FILES.items(): (tmp_path/name).write_text(text)
+    _corrupt_beams(world, tmp_path)
     extra = [str(a).format(tmp=tmp_path) for a in extra]
     out = tmp_path/'out'
     r = run_script(cmd, _args(cmd, extra, world, sft_ckpt, out), timeout=120)
@@ -56,3 +73,12 @@ def test_demo_keeps_zero_sft_epochs(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     assert json.loads((tmp_path/'d'/'sft_v2'/'best'/'metrics.json').read_text())['epoch'] == 0  # the untrained model
     assert not (tmp_path/'d'/'sft_v2'/'metrics.jsonl').exists()  # no epoch ran
+
+
+def test_no_epoch_under_the_kl_ceiling(world, sft_ckpt, tmp_path):
+    "A run whose every epoch is over the KL ceiling exits 2 saying so; its epochs stay in checkpoints/"
+    out = tmp_path/'o'
+    r = run_script(GRPO, grpo_args(world, sft_ckpt, out, '--rce_epochs', 0, '--grpo_epochs', 1, '--online_samples', 4, '--grpo.lr_ratio', 3,
+                                   '--kl_ceiling', 1e-12), timeout=300)
+    assert r.returncode == 2 and 'no epoch had a validation KL under run.kl_ceiling=1e-12' in r.stderr, r.stderr[-2000:]
+    assert len(r.stderr.strip().splitlines()) == 1 and not (out/'best').exists() and (out/'checkpoints'/'epoch_001').is_dir()
