@@ -293,9 +293,17 @@ class EmbeddingStore:
     @property
     def d_in(self) -> int: return self.pool.shape[1]
 
+def _check_features(path, x, what:str):
+    "Features must be real floating-point numbers, and no row all zeros (it has no direction: cosine similarity is undefined)"
+    if x.is_complex() or not x.is_floating_point():
+        raise EmbeddingError(f'{path}: {what} holds {x.dtype} values; features must be real floating-point (float16/32/64)')
+    zero = (x == 0).all(1).nonzero()
+    if len(zero): raise EmbeddingError(f'{path}: {what} has an all-zero row ({zero[0].item()}; {len(zero)} in all): features need a direction')
+
 def _check_emb(path, t:dict):
     for k in _EMB_KEYS:
         if t[k].ndim != 2: raise EmbeddingError(f'{path}: tensor `{k}` must be 2-D [N, d], got shape {tuple(t[k].shape)}')
+        _check_features(path, t[k], f'tensor `{k}`')
         bad = (~torch.isfinite(t[k])).any(1).nonzero()
         if len(bad): raise EmbeddingError(f'{path}: tensor `{k}` holds NaN/inf (first in row {bad[0].item()})')
     for a, b, ax, what in (('pool_img', 'pool_txt', 0, 'rows'), ('query_img', 'query_txt', 0, 'rows'),
@@ -359,6 +367,7 @@ def _load_pt(path) -> EmbeddingStore:
     if type(x).__module__ == 'numpy' and getattr(x, 'ndim', 0) == 2 and x.dtype.kind == 'f': x = torch.from_numpy(x.copy())
     if not isinstance(x, torch.Tensor) or x.ndim != 2:
         raise EmbeddingError(f'{path}: holds a {type(x).__name__}{tuple(x.shape) if hasattr(x, "shape") else ""}, expected one [N, d] tensor')
+    _check_features(path, x, 'the tensor')
     bad = (~torch.isfinite(x)).any(1).nonzero()
     if len(bad): raise EmbeddingError(f'{path}: holds NaN/inf (first in row {bad[0].item()})')
     x = x.float()
@@ -565,6 +574,10 @@ def load_datasets(beam_data, # training beam / RL JSON
     report = [data_report(r, g, rule) for r, rule, g in files]
     for rep in report:
         if rep['format'] == 'rl' or any(rep['dropped'].values()): warnings.warn(_report_line(rep))
+    if val_beam_data is not None:
+        both = sorted(set(recs) & set(files[1][0]))
+        if both: raise BeamDataError(f'{beam_data}: {len(both)} of its queries are also validation queries of {val_beam_data} (first: "{both[0]}"); '
+                                     'validation must be held out: remove them from one file')
     tr, va = (recs, files[1][0]) if val_beam_data is not None else split_records(recs, val_frac, seed)
     ds = lambda r, g: BeamDataset(r, store, K, S, g, ragged_pools=ragged)
     return dict(store=store, train=ds(tr, G), val=ds(va, files[-1][2]) if va else None, K=K, shot_num=S, n_beams=G,
