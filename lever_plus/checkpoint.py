@@ -165,14 +165,14 @@ def check_resume(folder, # the run folder being resumed
                 ):
     "Refuse a resume whose config or inputs differ from the run it continues, naming the field"
     out = Path(folder)
-    old = _flat(json.loads((out/'config.json').read_text()))
+    old = _flat(read_json(out/'config.json', ConfigError, 'the run config written by the run being resumed'))
     new = _flat(config_to_dict(cfg))
     how = 'rerun the original command with --resume, or start a new run in a new output folder'
     for k in sorted(set(old) | set(new)):
         if k not in RESUME_FREE and old.get(k) != new.get(k):
             raise ConfigError(f'--resume {out}: {k} was {old.get(k)!r} when the run started, now {new.get(k)!r}; {how}')
     f = out/'inputs.json'
-    was = json.loads(f.read_text()) if f.exists() else {}
+    was = read_json(f, ConfigError, "the run's input fingerprints") if f.exists() else {}
     for k in sorted(set(was) | set(inputs)):
         a, b = was.get(k, {}), inputs.get(k, {})
         if a.get('sha256') != b.get('sha256'):

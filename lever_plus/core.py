@@ -13,7 +13,7 @@ import torch
 # %% auto #0
 __all__ = ['LeverPlusError', 'ConfigError', 'BeamDataError', 'EmbeddingError', 'CheckpointError', 'TrainingError', 'OutputError',
            'ModelConfig', 'DataConfig', 'SFTConfig', 'RCEConfig', 'GRPOConfig', 'ControlConfig', 'CurriculumConfig',
-           'RewardConfig', 'RunConfig', 'TrainConfig', 'config_from_dict', 'config_to_dict', 'load_config',
+           'RewardConfig', 'RunConfig', 'TrainConfig', 'config_from_dict', 'config_to_dict', 'read_json', 'load_config',
            'save_config', 'atomic_write_bytes', 'atomic_write_text', 'set_seed', 'get_device', 'rng_state',
            'set_rng_state', 'Registry']
 
@@ -321,6 +321,17 @@ def _yaml_no_dup(text:str):
         return loader.construct_mapping(node, deep)
     Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, mapping)
     return yaml.load(text, Loader=Loader)
+
+def read_json(path, error=ConfigError, what:str='a JSON file'):
+    "Parse the JSON file `path`; every failure (missing, unreadable, not UTF-8, invalid, duplicate keys) is one `error` line naming the file"
+    path = Path(path)
+    try: text = path.read_text(encoding='utf-8-sig')
+    except FileNotFoundError: raise error(f'{path}: not found (expected {what})') from None
+    except OSError as e: raise error(f'{path}: cannot read ({e.strerror or e}; expected {what})') from None
+    except UnicodeDecodeError as e: raise error(f'{path}: not UTF-8 text (byte {e.start}; expected {what})') from None
+    try: return json.loads(text, object_pairs_hook=_json_no_dup)
+    except json.JSONDecodeError as e: raise error(f'{path}: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno}); is it truncated?') from None
+    except _DuplicateKey as e: raise error(f'{path}: {e}') from None
 
 def load_config(path, cls=TrainConfig):
     "Read a JSON or YAML config file into `cls`, with errors naming the file and field"

@@ -351,8 +351,10 @@ def _read_tensor_file(path):
     "A `.pt`/`.pth` holding one tensor or one numpy array, read without an unrestricted unpickle"
     try: return torch.load(path, map_location='cpu', weights_only=True)
     except Exception as e: first = e
+    if Path(path).stat().st_size == 0: raise EmbeddingError(f'{path}: empty file (0 bytes; expected a torch.save of one [N, d] tensor)')
     try: needs = torch.serialization.get_unsafe_globals_in_checkpoint(path)
-    except Exception: needs = None
+    except Exception:  # not even its pickle's index reads: damaged, not refused
+        raise EmbeddingError(f'{path}: not a readable torch file ({str(first).splitlines()[0][:120]}); is it truncated? re-save it with torch.save') from None
     if needs and all(g in _NUMPY_GLOBALS or g.startswith('numpy.dtypes.') for g in needs):  # a numpy array: allow-list its types only
         try:
             with torch.serialization.safe_globals(_numpy_safe_globals()): return torch.load(path, map_location='cpu', weights_only=True)
@@ -388,8 +390,7 @@ def load_embeddings(path)->EmbeddingStore:
     _check_emb(path, t)
     mp = path.parent/'meta.json'
     if not mp.is_file(): raise EmbeddingError(f'{mp}: meta.json not found beside {path.name} (save_embeddings writes both)')
-    try: m = json.loads(mp.read_text())
-    except ValueError as e: raise EmbeddingError(f'{mp}: not valid JSON ({e})') from None
+    m = read_json(mp, EmbeddingError, 'the meta.json that save_embeddings writes')
     _check_meta(mp, m, t)
     cat = lambda a, b: torch.cat([t[a], t[b]], 1).float()  # (N, d_img + d_txt)
     return EmbeddingStore(cat('pool_img', 'pool_txt'), cat('query_img', 'query_txt'), m, m.get('splits', {}), path=str(path))

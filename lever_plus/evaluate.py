@@ -290,8 +290,7 @@ def checkpoint_name(path)->str:
     "A row name for a checkpoint: 'SFT v2', 'v3 (RCE+GRPO)', 'v3 (RCE only)', 'v3 (GRPO, online)', ..., 'upstream FILE'"
     p = resolve_checkpoint(path)
     if p.is_file(): return f'upstream {p.name}'
-    try: cfg = json.loads((p/'config.json').read_text())
-    except ValueError as e: raise CheckpointError(f'{p/"config.json"}: not valid JSON: {e}') from None
+    cfg = read_json(p/'config.json', CheckpointError, "a selector's config.json")
     version = cfg.get('model', {}).get('version', 'v2')
     if not (p/'best.json').is_file(): return f'SFT {version}'
     cur, g = cfg.get('curriculum', {}), cfg.get('grpo', {})

@@ -254,8 +254,7 @@ def read_checkpoint(path, # folder written by `save_pretrained`
     cf, wf = path/'config.json', path/'model.safetensors'
     for f in (cf, wf):
         if not f.is_file(): raise CheckpointError(f'{f}: not found (expected a folder written by a selector\'s save_pretrained)')
-    try: d = json.loads(cf.read_text())
-    except ValueError as e: raise CheckpointError(f'{cf}: not valid JSON: {e}') from None
+    d = read_json(cf, CheckpointError, "a selector's config.json")
     if not isinstance(d, dict): raise CheckpointError(f'{cf}: expected a JSON object')
     cfg = config_from_dict(ModelConfig, d['model'] if 'model' in d else d, str(cf), 'model.')
     if version is not None and cfg.version != version:

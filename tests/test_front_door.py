@@ -31,6 +31,10 @@ CASES = [
     ('no_epochs', GRPO, ['--rce_epochs', 0, '--grpo_epochs', 0], 'would train nothing'),
     ('arabic_indic_query_key', GRPO, ['--beam_data', '{tmp}/arabic.json'], 'the key is not a query id'),
     ('score_beyond_float32', GRPO, ['--beam_data', '{tmp}/huge.json'], 'beyond float32'),
+    ('embeddings_empty_pt', SFT, ['--embeddings', '{tmp}/empty.pt'], 'empty.pt: empty file (0 bytes'),
+    ('embeddings_truncated_pt', SFT, ['--embeddings', '{tmp}/cut.pt'], 'cut.pt: not a readable torch file'),
+    ('checkpoint_config_unreadable', EVAL, ['--ckpt', '{tmp}/ckpt'], "config.json: cannot read ("),
+    ('train_queries_in_validation', GRPO, ['--val_beam_data', '{world}/beams_train.json'], 'are also validation queries of'),
 ]
 FILES = {'dup.json': '{"grpo": {"beta": 0.1, "beta": 0.2}}', 'dup.yaml': 'grpo:\n  beta: 0.1\n  beta: 0.2\n', 'sci.yaml': 'grpo:\n  beta: 1e-2\n'}
 
@@ -45,20 +49,33 @@ def _corrupt_beams(world, tmp):
     (tmp/'huge.json').write_text(json.dumps(huge))
 
 
+def _broken_files(tmp, sft):
+    "A 0-byte and a half-written .pt, and a checkpoint whose config.json cannot be read (a folder in its place)"
+    import shutil, torch
+    (tmp/'empty.pt').write_bytes(b'')
+    torch.save(torch.randn(50, 8), tmp/'whole.pt'); whole = (tmp/'whole.pt').read_bytes(); (tmp/'cut.pt').write_bytes(whole[:len(whole) // 2])
+    shutil.copytree(sft, tmp/'ckpt'); (tmp/'ckpt'/'config.json').unlink(); (tmp/'ckpt'/'config.json').mkdir()
+
+
 def _args(cmd, extra, world, sft, out):
     if cmd == GRPO:
         a = grpo_args(world, sft, out, *extra)
-        if '--beam_data' in extra[::2]: i = a.index('--beam_data'); del a[i:i + 2]  # the case's file replaces the world's
+        for flag in ('--beam_data', '--val_beam_data'):  # the case's file replaces the world's
+            if flag in extra[::2]: i = a.index(flag); del a[i:i + 2]
         return a
-    if cmd == SFT: return ['--beam_data', world/'beams_train.json', '--embeddings', world, '--output_dir', out, '--no_progress', *extra]
-    return ['--ckpt', sft, '--embeddings', world, '--beam_data', world, '--out', out, *extra]
+    if cmd == SFT:
+        emb = [] if '--embeddings' in extra[::2] else ['--embeddings', world]
+        return ['--beam_data', world/'beams_train.json', *emb, '--output_dir', out, '--no_progress', *extra]
+    ck = [] if '--ckpt' in extra[::2] else ['--ckpt', sft]
+    return [*ck, '--embeddings', world, '--beam_data', world, '--out', out, *extra]
 
 
 @pytest.mark.parametrize('case,cmd,extra,expect', CASES, ids=[c[0] for c in CASES])
 def test_refused_at_the_door(case, cmd, extra, expect, world, sft_ckpt, tmp_path):
     for name, text in FILES.items(): (tmp_path/name).write_text(text)
     _corrupt_beams(world, tmp_path)
-    extra = [str(a).format(tmp=tmp_path) for a in extra]
+    _broken_files(tmp_path, sft_ckpt)
+    extra = [str(a).format(tmp=tmp_path, world=world) for a in extra]
     out = tmp_path/'out'
     r = run_script(cmd, _args(cmd, extra, world, sft_ckpt, out), timeout=120)
     lines = r.stderr.strip().splitlines()
