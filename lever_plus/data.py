@@ -18,8 +18,8 @@ from .core import _json_no_dup  # duplicate keys refused, as in config files
 __all__ = ['UPSTREAM_REWARD', 'EMB_FORMAT', 'RL_POOLS', 'QUERY_POOL_FORMAT', 'QueryRecord', 'BeamData', 'read_beam_data',
            'write_beam_data', 'write_rl_data', 'EmbeddingStore', 'save_embeddings', 'load_embeddings',
            'fill_candidate_pools', 'used_id_pools', 'complete_pools', 'BeamDataset', 'collate_beams', 'make_loader',
-           'split_records', 'data_report', 'data_options', 'load_datasets', 'write_query_pools', 'read_query_pools',
-           'query_pool_dataset', 'join_datasets', 'read_pools']
+           'split_records', 'data_report', 'check_data_sizes', 'data_options', 'load_datasets', 'write_query_pools',
+           'read_query_pools', 'query_pool_dataset', 'join_datasets', 'read_pools']
 
 # %% ../nbs/01_data.ipynb #94d62a5d
 @dataclass
@@ -541,6 +541,16 @@ def _report_line(rep:dict) -> str:
             f"(data.n_beams); dropped {d['failed']} failed, {d['fallback']} 'fallback' (data.keep_fallback), {d['beyond_n_beams']} beyond data.n_beams"
             + (f", {rep['empty_queries']} queries with none left" if rep['empty_queries'] else '')
             + (f"; score {rep['score_key']}" if rep['score_key'] else '') + f"; pools: {rep['pool']}")
+
+def check_data_sizes(data:DataConfig, d:dict, # `data` as given, and what `load_datasets` returned
+                     where)->None: # the beam file, for the message
+    "Refuse `data.K` / `data.shot_num` set away from their defaults when the data says otherwise (the data's values are used)"
+    stored = all(r['pool'] == 'file' for r in d['report'])  # pools the file stores fix K; rebuilt ones take data.K as their size
+    for f, found in (('K', d['K'] if stored else None), ('shot_num', d['shot_num'])):
+        given = getattr(data, f)
+        if found is not None and given != getattr(DataConfig(), f) and given != found:
+            raise ConfigError(f'--{f} {given}: {where} has {"candidate pools of" if f == "K" else "beams of"} {found}{"" if f == "K" else " shots"}, '
+                              f'and the data decides it; drop --{f} (or make the data with {f}={given})')
 
 def data_options(data:DataConfig) -> dict:
     "The `load_datasets` keywords that a `DataConfig` sets"

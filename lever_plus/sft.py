@@ -12,7 +12,7 @@ from torch import Tensor
 from fastcore.basics import noop
 from .core import *
 from .checkpoint import open_run_dir, append_jsonl
-from .data import data_options, load_datasets, make_loader
+from .data import data_options, check_data_sizes, load_datasets, make_loader
 from .model import PointerSelector
 from .lora import build_selector
 from .dist import SingleProcess, SelectorForward, to_device  # the run context, the DDP forward module and batch → device (04c_dist); the first two re-exported
@@ -201,6 +201,7 @@ def run_sft(beam_data, # beam / RL JSON of the training queries
     ctx = ctx or SingleProcess()
     cfg = cfg or TrainConfig()
     d = load_datasets(beam_data, embeddings, None, val_beam_data=val_beam_data, seed=cfg.run.seed, **data_options(cfg.data))
+    check_data_sizes(cfg.data, d, beam_data)  # a --K / --shot_num the data contradicts is refused, not overridden
     store, tr, va = d['store'], d['train'], d['val']
     mcfg = replace(cfg.model, version=version or cfg.model.version, d_in=store.d_in)
     if mcfg.version == 'v0' and not mcfg.n_pool: mcfg = replace(mcfg, n_pool=len(store.pool))  # one token per pool id

@@ -13,7 +13,7 @@ from torch import Tensor
 from .core import *
 from .checkpoint import (open_run_dir, fingerprint_inputs, check_resume, save_checkpoint, load_trainer_state,
                                    resume_checkpoint, restore_rng, append_jsonl, truncate_metrics)
-from .data import BeamDataset, make_loader, load_datasets, data_options, read_query_pools, query_pool_dataset, join_datasets
+from .data import BeamDataset, make_loader, load_datasets, data_options, check_data_sizes, read_query_pools, query_pool_dataset, join_datasets
 from .model import load_selector
 from .dist import SelectorForward, SingleProcess, to_device
 from .rewards import beam_score_stats
@@ -332,6 +332,7 @@ def run_post_train(sft_ckpt, # SFT checkpoint folder (or its run folder), or an 
     cfg = cfg or TrainConfig()
     policy = load_selector(sft_ckpt, **(upstream or {}))
     d = load_datasets(beam_data, embeddings, None, val_beam_data=val_beam_data, seed=cfg.run.seed, **data_options(cfg.data))
+    check_data_sizes(cfg.data, d, beam_data)  # a --K / --shot_num the data contradicts is refused, not overridden
     if d['store'].d_in != policy.cfg.d_in:
         raise EmbeddingError(f'{embeddings}: features have d_in={d["store"].d_in} but the SFT checkpoint {sft_ckpt} expects '
                              f'd_in={policy.cfg.d_in}; use the embeddings the SFT model was trained on')

@@ -34,6 +34,8 @@ CASES = [
     ('embeddings_empty_pt', SFT, ['--embeddings', '{tmp}/empty.pt'], 'empty.pt: empty file (0 bytes'),
     ('embeddings_truncated_pt', SFT, ['--embeddings', '{tmp}/cut.pt'], 'cut.pt: not a readable torch file'),
     ('checkpoint_config_unreadable', EVAL, ['--ckpt', '{tmp}/ckpt'], "config.json: cannot read ("),
+    ('K_contradicts_data', GRPO, ['--K', 32], '--K 32: '),
+    ('shot_num_contradicts_data', SFT, ['--shot_num', 3], '--shot_num 3: '),
     ('train_queries_in_validation', GRPO, ['--val_beam_data', '{world}/beams_train.json'], 'are also validation queries of'),
 ]
 FILES = {'dup.json': '{"grpo": {"beta": 0.1, "beta": 0.2}}', 'dup.yaml': 'grpo:\n  beta: 0.1\n  beta: 0.2\n', 'sci.yaml': 'grpo:\n  beta: 1e-2\n'}
