@@ -277,13 +277,13 @@ def select_main(argv=None):
     "lever_plus_select: write the in-context examples a selector chooses for every query of a file"
     from lever_plus.select import run_select
     p = argparse.ArgumentParser(prog='lever_plus_select', description=select_main.__doc__.split(': ', 1)[1])
-    p.add_argument('--ckpt', required=True, help='selector checkpoint of any version (folder, run folder with best/)')
+    p.add_argument('--ckpt', required=True, help='selector checkpoint of any version (folder, run folder with best/) or an upstream Lever-Plus .ckpt / .pt file')
     p.add_argument('--embeddings', required=True, help='embeddings.safetensors (or its folder) or an upstream [N, d] .pt / .pth tensor')
     p.add_argument('--query_embeddings', default=None, help='optional [N_q, d] .pt / .pth tensor of the query features (default: from --embeddings)')
     p.add_argument('--queries', required=True, help='query-pool JSON {"qid": {"candidate_pool_ids": [...]}}, beam JSON or RL JSON')
     p.add_argument('--output', required=True, help='JSON file to write (refused if it exists, unless --overwrite)')
     p.add_argument('--keyed', action='store_true', help='write {"qid": [ids]} instead of the list in query order')
-    p.add_argument('--shot_num', type=int, default=None, help="examples per query (default: the queries file's sequences, else the checkpoint's training shot_num)")
+    p.add_argument('--shot_num', type=int, default=None, help="examples per query (default: the checkpoint's training shot_num; required for upstream files, which do not record it)")
     p.add_argument('--strategy', choices=('greedy', 'beam'), default='greedy', help='greedy picks, or the most likely of --beam_width beams')
     p.add_argument('--beam_width', type=int, default=5)
     p.add_argument('--device', default='cpu')

@@ -322,13 +322,17 @@ def _yaml_no_dup(text:str):
     Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, mapping)
     return yaml.load(text, Loader=Loader)
 
-def read_json(path, error=ConfigError, what:str='a JSON file'):
-    "Parse the JSON file `path`; every failure (missing, unreadable, not UTF-8, invalid, duplicate keys) is one `error` line naming the file"
-    path = Path(path)
-    try: text = path.read_text(encoding='utf-8-sig')
+def _read_text(path:Path, error, what:str)->str:
+    "The UTF-8 text of `path` (a byte-order mark is not an error); failures are one `error` line"
+    try: return path.read_text(encoding='utf-8-sig')
     except FileNotFoundError: raise error(f'{path}: not found (expected {what})') from None
     except OSError as e: raise error(f'{path}: cannot read ({e.strerror or e}; expected {what})') from None
     except UnicodeDecodeError as e: raise error(f'{path}: not UTF-8 text (byte {e.start}; expected {what})') from None
+
+def read_json(path, error=ConfigError, what:str='a JSON file'):
+    "Parse the JSON file `path`; every failure (missing, unreadable, not UTF-8, invalid, duplicate keys) is one `error` line naming the file"
+    path = Path(path)
+    text = _read_text(path, error, what)
     try: return json.loads(text, object_pairs_hook=_json_no_dup)
     except json.JSONDecodeError as e: raise error(f'{path}: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno}); is it truncated?') from None
     except _DuplicateKey as e: raise error(f'{path}: {e}') from None
@@ -337,13 +341,11 @@ def load_config(path, cls=TrainConfig):
     "Read a JSON or YAML config file into `cls`, with errors naming the file and field"
     path = Path(path)
     if not path.is_file(): raise ConfigError(f'{path}: config file not found')
-    try: text = path.read_text(encoding='utf-8-sig')  # a byte-order mark is not an error
-    except (OSError, UnicodeDecodeError) as e: raise ConfigError(f'{path}: cannot read ({e.strerror if isinstance(e, OSError) else e})') from None
-    try:
-        if path.suffix.lower() in ('.yaml', '.yml'): d = _yaml_no_dup(text) or {}
-        else: d = json.loads(text, object_pairs_hook=_json_no_dup)
+    if path.suffix.lower() not in ('.yaml', '.yml'): return config_from_dict(cls, read_json(path, ConfigError, 'a config file'), str(path))
+    text = _read_text(path, ConfigError, 'a config file')
+    try: d = _yaml_no_dup(text) or {}
     except _DuplicateKey as e: raise ConfigError(f'{path}: {e}') from None
-    except Exception as e: raise ConfigError(f'{path}: not valid {"YAML" if path.suffix.lower() in (".yaml", ".yml") else "JSON"}: {e}') from None
+    except Exception as e: raise ConfigError(f'{path}: not valid YAML: {e}') from None
     return config_from_dict(cls, d, str(path))
 
 def save_config(cfg, path):

@@ -364,7 +364,8 @@ def _read_tensor_file(path):
                          f'numpy array is read, never an arbitrary pickle: if you trust the file, convert it once with python -c "import torch; '
                          f"torch.save(torch.as_tensor(torch.load('{path}', weights_only=False)), '{conv}')\"") from None
 
-def _load_pt(path) -> EmbeddingStore:
+def _read_features(path)->torch.Tensor: # (N, d) float32
+    "One `[N, d]` feature tensor (or numpy array) from a `.pt` / `.pth` file, checked: real floats, no zero row, finite"
     x = _read_tensor_file(path)
     if type(x).__module__ == 'numpy' and getattr(x, 'ndim', 0) == 2 and x.dtype.kind == 'f': x = torch.from_numpy(x.copy())
     if not isinstance(x, torch.Tensor) or x.ndim != 2:
@@ -372,7 +373,10 @@ def _load_pt(path) -> EmbeddingStore:
     _check_features(path, x, 'the tensor')
     bad = (~torch.isfinite(x)).any(1).nonzero()
     if len(bad): raise EmbeddingError(f'{path}: holds NaN/inf (first in row {bad[0].item()})')
-    x = x.float()
+    return x.float()
+
+def _load_pt(path) -> EmbeddingStore:
+    x = _read_features(path)
     return EmbeddingStore(x, x, {'format': 'upstream.pt', 'n_pool': x.shape[0], 'd': x.shape[1]}, {}, shared=True, path=str(path))
 
 def load_embeddings(path)->EmbeddingStore:

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 import torch
 from .core import *
-from .data import EmbeddingStore, load_embeddings, read_pools, _read_tensor_file
+from .data import EmbeddingStore, load_embeddings, read_pools, _read_features
 from .model import load_selector, checkpoint_dir
 from .evaluate import pick_sequences
 
@@ -18,13 +18,10 @@ __all__ = ['with_query_embeddings', 'select_icds', 'write_selections', 'run_sele
 # %% ../nbs/12a_select.ipynb #75eaf4d6
 def with_query_embeddings(store:EmbeddingStore, path)->EmbeddingStore:
     "`store` with its query features replaced by the `[N_q, d]` tensor (or numpy array) in `path`"
-    x = _read_tensor_file(path)
-    if type(x).__module__ == 'numpy': x = torch.from_numpy(x.copy())
-    if not isinstance(x, torch.Tensor) or x.ndim != 2 or x.shape[1] != store.d_in:
-        raise EmbeddingError(f'{path}: expected one [N_q, {store.d_in}] tensor (the pool features have d={store.d_in}), got '
-                             f'{tuple(x.shape) if hasattr(x, "shape") else type(x).__name__}')
-    if not torch.isfinite(x).all(): raise EmbeddingError(f'{path}: holds NaN/inf')
-    return EmbeddingStore(store.pool, x.float(), {**store.meta, 'query_embeddings': str(path)}, {}, shared=False, path=store.path)
+    x = _read_features(path)  # checked as the pool's features are
+    if x.shape[1] != store.d_in:
+        raise EmbeddingError(f'{path}: expected one [N_q, {store.d_in}] tensor (the pool features have d={store.d_in}), got {tuple(x.shape)}')
+    return EmbeddingStore(store.pool, x, {**store.meta, 'query_embeddings': str(path)}, {}, shared=False, path=store.path)
 
 # %% ../nbs/12a_select.ipynb #a1dd9914
 @torch.no_grad()
