@@ -6,6 +6,7 @@
 from __future__ import annotations
 import json, math, time
 from collections.abc import Mapping
+from contextlib import nullcontext
 from pathlib import Path
 import torch
 import torch.nn.functional as F
@@ -257,7 +258,9 @@ def make_data(out_dir, # directory to write (created if needed)
                           'use a selector trained on a world of the same sizes')
     rank, n_ranks, main = (ctx.rank, ctx.world_size, ctx.is_main) if ctx is not None else (0, 1, True)
     lock = open_run_dir(out, 'data', overwrite=overwrite, main=main)  # an earlier world's files are never mixed with this one's
-    try: return _make_data(out, seed, sampler, shot_num, K, beam_width, progress, rl, rl_policy, ctx, cfg, kwargs, rank, n_ranks, main)
+    lost = ctx.rank_failures(f'the files in {out} are incomplete: run the command again with --overwrite') if ctx is not None else nullcontext()
+    try:
+        with lost: return _make_data(out, seed, sampler, shot_num, K, beam_width, progress, rl, rl_policy, ctx, cfg, kwargs, rank, n_ranks, main)
     finally:
         if lock is not None: lock.release()
 

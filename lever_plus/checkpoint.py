@@ -138,7 +138,7 @@ def open_run_dir(folder, # the output folder (created if needed)
     return lock
 
 # %% ../nbs/00a_checkpoint.ipynb #5eb1547b
-RESUME_FREE = ('run.device', 'run.output_dir', 'run.log_every', 'data.beam_data', 'data.embeddings', 'data.unlabeled')  # paths: contents are checked
+RESUME_FREE = ('run.device', 'run.output_dir', 'run.log_every', 'run.dist_timeout', 'data.beam_data', 'data.embeddings', 'data.unlabeled')  # paths: contents are checked
 
 def _sha256(p:Path, exclude:Path|None=None)->str:
     h = hashlib.sha256()

@@ -66,13 +66,17 @@ def config_from_args(ns:argparse.Namespace, cls=TrainConfig, base:dict|None=None
 # %% ../nbs/13_cli.ipynb #8fbacfb2
 def _warning_line(message, category, filename, lineno, line=None) -> str: return f'warning: {message}\n'
 
+def _exiting():
+    from lever_plus.dist import exiting
+    exiting()
+
 def _run_main(fn, argv=None):
     fmt, warnings.formatwarning = warnings.formatwarning, _warning_line  # one line per warning on the console
     try: return fn(argv)
     except LeverPlusError as e:
-        print(f'error: {e}', file=sys.stderr); sys.exit(2)
-    except KeyboardInterrupt:
-        print('interrupted', file=sys.stderr); sys.exit(130)
+        _exiting(); print('error: ' + ' '.join(str(e).split()), file=sys.stderr); sys.exit(2)  # always one line
+    except KeyboardInterrupt as e:  # Ctrl-C, or torchrun's SIGTERM (04c_dist)
+        _exiting(); print(f'interrupted{" by " + str(e) if str(e) else ""}', file=sys.stderr); sys.exit(130)
     finally: warnings.formatwarning = fmt
 
 # %% ../nbs/13_cli.ipynb #c1a5e0d2
@@ -83,7 +87,7 @@ def _need_data(cfg:TrainConfig, prog:str): # prog: the command's name, for the m
 def _distributed(cfg:TrainConfig)->tuple: # (ctx, cfg): ctx None outside torchrun; under it cfg.run.device = the rank's device
     "The run context of this process: one rank of a DDP job under torchrun, else None"
     from lever_plus.dist import init_distributed
-    ctx = init_distributed(cfg.run.device)  # under torchrun: one rank of a DDP job; else None
+    ctx = init_distributed(cfg.run.device, cfg.run.dist_timeout)  # under torchrun: one rank of a DDP job; else None
     if ctx is not None: cfg = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, device=str(ctx.device)))
     return ctx, cfg
 
@@ -109,6 +113,7 @@ def make_data_main(argv=None):
     p.add_argument('--rl_policy', default=None, help='with --rl: selector checkpoint (or run folder) whose samples fill the groups (default: a softmax over similarity)')
     p.add_argument('--no_progress', action='store_true', help='no progress bars')
     p.add_argument('--overwrite', action='store_true', help='replace the data an earlier run wrote to --out (otherwise refused)')
+    p.add_argument('--dist_timeout', type=float, default=300, help='under torchrun: seconds a collective waits for the other ranks before the run stops')
     docs, hints = _docs(WorldConfig), typing.get_type_hints(WorldConfig)
     g = p.add_argument_group('world (WorldConfig)')
     for f in fields(WorldConfig):
@@ -135,7 +140,7 @@ def make_data_main(argv=None):
         print(json.dumps(summary, indent=1, default=str)); return summary
     if scorer != 'sim': raise ConfigError(f"--scorer must be 'sim' or 'hf', got {scorer!r}")
     from lever_plus.dist import init_distributed
-    ctx = init_distributed('cpu')  # under torchrun: one rank (gloo; the simulated VLM runs on the CPU); else None
+    ctx = init_distributed('cpu', a.pop('dist_timeout'))  # under torchrun: one rank (gloo; the simulated VLM runs on the CPU); else None
     pol = a.pop('rl_policy')
     if pol is not None:
         if not a['rl']: raise ConfigError('--rl_policy needs --rl (it only fills the RL-format groups)')

@@ -237,6 +237,7 @@ class RunConfig:
     kl_ceiling: float = 0.5  # epochs whose val KL exceeds this are never kept as best
     max_bad_steps: int = 20  # stop after this many consecutive non-finite steps
     log_every: int = 10  # steps between metric lines
+    dist_timeout: float = 300  # under torchrun: seconds a collective waits for the other ranks before the run stops
     def __post_init__(self):
         _check_finite(self, 'run', allow_inf=('kl_ceiling',))
         _check(self.grad_clip >= 0, f'run.grad_clip must be >= 0, got {self.grad_clip}')
@@ -246,6 +247,7 @@ class RunConfig:
         _check(self.kl_ceiling > 0, f'run.kl_ceiling must be > 0 (inf = no ceiling), got {self.kl_ceiling}')
         _check(self.max_bad_steps >= 1, f'run.max_bad_steps must be >= 1, got {self.max_bad_steps}')
         _check(self.log_every >= 1, f'run.log_every must be >= 1, got {self.log_every}')
+        _check(self.dist_timeout > 0, f'run.dist_timeout must be > 0 seconds, got {self.dist_timeout}')
 
 @dataclass
 class TrainConfig:
@@ -322,6 +324,12 @@ def _yaml_no_dup(text:str):
     Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, mapping)
     return yaml.load(text, Loader=Loader)
 
+def _yaml_problem(e:Exception)->str:
+    "A PyYAML error in one line: the problem and where (PyYAML's own message spans several lines)"
+    m = getattr(e, 'problem_mark', None)
+    at = f' at line {m.line + 1}, column {m.column + 1}' if m is not None else ''
+    return ' '.join(f'{getattr(e, "problem", None) or e}{at}'.split())
+
 def _read_text(path:Path, error, what:str)->str:
     "The UTF-8 text of `path` (a byte-order mark is not an error); failures are one `error` line"
     try: return path.read_text(encoding='utf-8-sig')
@@ -345,7 +353,7 @@ def load_config(path, cls=TrainConfig):
     text = _read_text(path, ConfigError, 'a config file')
     try: d = _yaml_no_dup(text) or {}
     except _DuplicateKey as e: raise ConfigError(f'{path}: {e}') from None
-    except Exception as e: raise ConfigError(f'{path}: not valid YAML: {e}') from None
+    except Exception as e: raise ConfigError(f'{path}: not valid YAML ({_yaml_problem(e)})') from None
     return config_from_dict(cls, d, str(path))
 
 def save_config(cfg, path):

@@ -4,7 +4,8 @@
 
 # %% ../nbs/04c_dist.ipynb #c56b6685
 from __future__ import annotations
-import os
+import datetime, os, signal
+from contextlib import contextmanager, nullcontext
 import torch
 import torch.distributed as tdist
 from torch import Tensor
@@ -12,7 +13,8 @@ from .core import *
 from .lora import selector_step_log_probs
 
 # %% auto #0
-__all__ = ['SingleProcess', 'dist_env', 'init_distributed', 'DistContext', 'SelectorForward', 'to_device']
+__all__ = ['SingleProcess', 'dist_env', 'peer_failure', 'exiting', 'init_distributed', 'DistContext', 'SelectorForward',
+           'to_device']
 
 # %% ../nbs/04c_dist.ipynb #7653dbb6
 class SingleProcess:
@@ -24,26 +26,43 @@ class SingleProcess:
     def all_ok(self, ok:bool)->bool: return ok
     def gather(self, obj)->list: return [obj]
     def barrier(self): pass
+    def rank_failures(self, hint:str): return nullcontext()
 
 def dist_env()->tuple:
     "(rank, world_size, local_rank) from the torchrun environment; (0, 1, 0) outside it"
     return int(os.environ.get('RANK', 0)), int(os.environ.get('WORLD_SIZE', 1)), int(os.environ.get('LOCAL_RANK', 0))
 
-def init_distributed(device:str='auto')->'DistContext|None':
+_PEER_LOST = ('Timed out', 'timed out', 'Timeout', 'Connection closed by peer', 'Connection reset by peer', 'Broken pipe',
+              'communicator was aborted')
+
+def peer_failure(e:BaseException)->bool:
+    "Whether `e` says a collective timed out or lost a rank (gloo / nccl), rather than failed on this rank"
+    return isinstance(e, getattr(tdist, 'DistError', ())) or (isinstance(e, RuntimeError) and any(s in str(e) for s in _PEER_LOST))
+
+def _sigterm(signum, frame):
+    raise KeyboardInterrupt('SIGTERM (torchrun stops every rank when one fails)')
+
+def exiting():
+    "The process is on its way out (its error printed): a later SIGTERM from torchrun must not interrupt the clean-up"
+    if signal.getsignal(signal.SIGTERM) is _sigterm: signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+def init_distributed(device:str='auto', timeout:float=300)->'DistContext|None': # timeout: seconds any collective waits for the other ranks
     "Join the torchrun process group (gloo on CPU, nccl on GPU) → a `DistContext`, or None in a single process"
     rank, world, local = dist_env()
     if world <= 1: return None
+    if not timeout > 0: raise ConfigError(f'run.dist_timeout must be > 0 seconds, got {timeout}')
     use_cuda = device.startswith('cuda') or (device == 'auto' and torch.cuda.is_available())
     if not tdist.is_initialized():
         if use_cuda: torch.cuda.set_device(local)
-        tdist.init_process_group('nccl' if use_cuda else 'gloo')
-    return DistContext(torch.device('cuda', local) if use_cuda else torch.device('cpu'))
+        tdist.init_process_group('nccl' if use_cuda else 'gloo', timeout=datetime.timedelta(seconds=timeout))
+    signal.signal(signal.SIGTERM, _sigterm)  # torchrun's "stop" reaches the loops as a KeyboardInterrupt
+    return DistContext(torch.device('cuda', local) if use_cuda else torch.device('cpu'), timeout)
 
 class DistContext:
     "Run context of one rank of a torchrun job (the interface of `SingleProcess`)"
-    def __init__(self, device=None):
+    def __init__(self, device=None, timeout:float=300):
         self.rank, self.world_size = tdist.get_rank(), tdist.get_world_size()
-        self.is_main, self.device = self.rank == 0, device or torch.device('cpu')
+        self.is_main, self.device, self.timeout = self.rank == 0, device or torch.device('cpu'), timeout
 
     def shard(self, batch:dict)->dict:
         "This rank's contiguous slice of the queries (the whole batch when it has fewer queries than ranks)"
@@ -75,6 +94,15 @@ class DistContext:
         return out
 
     def barrier(self): tdist.barrier()
+
+    @contextmanager
+    def rank_failures(self, hint:str): # hint: what the user can do next, e.g. how to resume
+        "A collective that timed out or lost its peer → one `TrainingError` naming this rank, the timeout and `hint`"
+        try: yield
+        except RuntimeError as e:
+            if not peer_failure(e): raise
+            raise TrainingError(f'rank {self.rank} of {self.world_size}: another rank stopped answering (a collective waited more than '
+                                f'run.dist_timeout = {self.timeout:g} s or lost its connection: a rank stopped, hung or died); {hint}') from None
 
 # %% ../nbs/04c_dist.ipynb #0b3c665a
 class SelectorForward(torch.nn.Module):

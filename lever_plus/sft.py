@@ -218,7 +218,8 @@ def run_sft(beam_data, # beam / RL JSON of the training queries
     try:
         if ctx.is_main: save_config(cfg, out/'config.json')
         t0 = time.time()
-        hist = train_sft(model, tl, vl, cfg, out, log=log, scorer=scorer, ctx=ctx)
+        with ctx.rank_failures(f'the epochs that finished are in {out} (best/, last/); run the command again with --overwrite to start over'):
+            hist = train_sft(model, tl, vl, cfg, out, log=log, scorer=scorer, ctx=ctx)
         time_s = time.time() - t0
     finally:
         if lock is not None: lock.release()

@@ -296,7 +296,9 @@ def post_train(cfg:TrainConfig, # the whole run config (curriculum, rce, grpo, c
         elif ctx.is_main: save_config(cfg, out/'config.json'); atomic_write_text(out/'inputs.json', json.dumps(fp, indent=1) + '\n')
         ctx.barrier()
         run, state = setup_run(cfg, policy, train_ds, val_ds, out, scorer, ckpt, ctx, unlabeled_ds)
-        try: return train_loop(run, state, log, progress)
+        try:
+            with ctx.rank_failures(f'the checkpoints of the finished epochs are kept: `--resume {out}` continues from the last one'):
+                return train_loop(run, state, log, progress)
         except KeyboardInterrupt:  # SIGINT / Ctrl-C: keep the interrupted epoch's weights for inspection, then stop
             if ctx.is_main:
                 save_checkpoint(out/'interrupted', policy, cfg)

@@ -36,6 +36,7 @@ CASES = [
     ('checkpoint_config_unreadable', EVAL, ['--ckpt', '{tmp}/ckpt'], "config.json: cannot read ("),
     ('K_contradicts_data', GRPO, ['--K', 32], '--K 32: '),
     ('shot_num_contradicts_data', SFT, ['--shot_num', 3], '--shot_num 3: '),
+    ('dist_timeout_zero', GRPO, ['--run.dist_timeout', 0], 'run.dist_timeout must be > 0 seconds'),
     ('train_queries_in_validation', GRPO, ['--val_beam_data', '{world}/beams_train.json'], 'are also validation queries of'),
 ]
 FILES = {'dup.json': '{"grpo": {"beta": 0.1, "beta": 0.2}}', 'dup.yaml': 'grpo:\n  beta: 0.1\n  beta: 0.2\n', 'sci.yaml': 'grpo:\n  beta: 1e-2\n'}
