@@ -44,11 +44,11 @@ def _check(cond, msg):
     if not cond: raise ConfigError(msg)
 
 def _check_finite(cfg, section:str, allow_inf:tuple=()):
-    "Refuse NaN and ±inf in the float fields of config `cfg` (named `section.field`), except those in `allow_inf` (+inf only)"
+    "Refuse NaN, ±inf and values beyond float32 (training's precision) in the float fields of config `cfg` (named `section.field`), except +inf for those in `allow_inf`"
     for f in fields(cfg):
         v = getattr(cfg, f.name)
-        if isinstance(v, float) and not math.isfinite(v) and not (f.name in allow_inf and v == math.inf):
-            raise ConfigError(f'{section}.{f.name} must be a finite number, got {v}')
+        if isinstance(v, float) and not abs(v) <= 3.4e38 and not (f.name in allow_inf and v == math.inf):
+            raise ConfigError(f'{section}.{f.name} must be a finite number, got {v} (training runs in float32: |x| <= 3.4e38)')
 
 @dataclass
 class ModelConfig:

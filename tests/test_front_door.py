@@ -36,6 +36,7 @@ CASES = [
     ('checkpoint_config_unreadable', EVAL, ['--ckpt', '{tmp}/ckpt'], "config.json: cannot read ("),
     ('K_contradicts_data', GRPO, ['--K', 32], '--K 32: '),
     ('shot_num_contradicts_data', SFT, ['--shot_num', 3], '--shot_num 3: '),
+    ('sft_lr_beyond_float32', SFT, ['--sft.lr', 1e300], 'sft.lr must be a finite number, got 1e+300 (training runs in float32'),
     ('dist_timeout_zero', GRPO, ['--run.dist_timeout', 0], 'run.dist_timeout must be > 0 seconds'),
     ('train_queries_in_validation', GRPO, ['--val_beam_data', '{world}/beams_train.json'], 'are also validation queries of'),
 ]
