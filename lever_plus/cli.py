@@ -160,7 +160,7 @@ def sft_main(argv=None):
     p.add_argument('--scorer', default='auto', help="'auto' (the simulated VLM when the embeddings folder has one) or 'none'")
     p.add_argument('--no_progress', action='store_true')
     p.add_argument('--overwrite', action='store_true', help='replace an earlier run in --output_dir (otherwise refused)')
-    add_config_flags(p)
+    add_config_flags(p, skip=('base_sha256',))  # written by the package
     ns = p.parse_args(argv)
     cfg = config_from_args(ns)
     _need_data(cfg, p.prog)
@@ -204,7 +204,7 @@ def grpo_main(argv=None):
     p.add_argument('--no_progress', action='store_true')
     _upstream_flags(p, dropouts=True)
     add_config_flags(p, skip=('version', 'd_in', 'd_model', 'n_layers', 'n_heads', 'dropout', 'logit_scale', 'n_pool', 'lora_rank', 'lora_alpha',
-                              'base_ckpt', 'attn_dropout', 'query_gate'))
+                              'base_ckpt', 'base_sha256', 'attn_dropout', 'query_gate'))
     ns = p.parse_args(argv)
     cfg = config_from_args(ns)
     _need_data(cfg, p.prog)

@@ -64,6 +64,7 @@ class ModelConfig:
     lora_rank: int = 8  # v2_lora: rank r of the adapters
     lora_alpha: float = 16.0  # v2_lora: adapter scale α (the weight update is (α/r)·B·A)
     base_ckpt: str = ''  # v2_lora: the v2 checkpoint folder the adapters are trained on
+    base_sha256: str = ''  # v2_lora: fingerprint of the base's weights (written by the package, checked when the checkpoint loads)
     attn_dropout: float = 0.1  # v2_upstream: dropout on the attention weights (upstream's attn_dropout; `dropout` acts on the encodings)
     query_gate: bool = True  # v2_upstream: gated query-state update after each pick (False: upstream's static v2, the query never changes)
     def __post_init__(self):

@@ -4,18 +4,19 @@
 
 # %% ../nbs/04b_lora.ipynb #c642fc74
 from __future__ import annotations
-import math
+import hashlib, math, warnings
 from dataclasses import replace
 from pathlib import Path
 import torch
 from torch import nn, Tensor
 from torch.nn.utils import parametrize
 from .core import *
-from .model import PointerSelector, SELECTORS, fresh_selector
+from .model import PointerSelector, SELECTORS, LOAD_CHECKS, fresh_selector, checkpoint_dir, read_checkpoint
 from .model import load_selector  # re-exported: `lever_plus.model.load_selector` is the loader of every version
 
 # %% auto #0
-__all__ = ['LoRA', 'lora_targets', 'add_lora', 'lora_parameters', 'merge_lora', 'build_selector', 'selector_step_log_probs']
+__all__ = ['LoRA', 'weights_sha256', 'lora_targets', 'add_lora', 'lora_parameters', 'base_weights', 'merge_lora',
+           'build_selector', 'check_lora_base', 'selector_step_log_probs']
 
 # %% ../nbs/04b_lora.ipynb #ac2da9ee
 class LoRA(nn.Module):
@@ -32,6 +33,14 @@ class LoRA(nn.Module):
         return W + self.scale * (self.B @ self.A)
 
 # %% ../nbs/04b_lora.ipynb #c4e3b98f
+def weights_sha256(sd:dict)->str: # hex digest
+    "Fingerprint of a state dict: names, dtypes, shapes and bytes of every tensor"
+    h = hashlib.sha256()
+    for k in sorted(sd):
+        t = sd[k].detach().cpu().contiguous()
+        h.update(f'{k}|{t.dtype}|{tuple(t.shape)}|'.encode()); h.update(t.view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
 def lora_targets(model:nn.Module)->list: # [(module, parameter name)] of every weight matrix
     "The weights LoRA adapts: each `nn.Linear`'s `weight` and each `nn.MultiheadAttention`'s `in_proj_weight`"
     out = []
@@ -48,31 +57,42 @@ def add_lora(model:PointerSelector, # a v2 selector; changed in place
     "Freeze `model` and add LoRA adapters to all its weight matrices; its config becomes version 'v2_lora'"
     if model.cfg.version != 'v2': raise ConfigError(f"LoRA adapters go on a v2 selector, got version {model.cfg.version!r}"
                                                     f"{' from ' + str(base_ckpt) if base_ckpt else ''} (set model.base_ckpt to a v2 checkpoint)")
+    base = weights_sha256(model.state_dict())
     for p in model.parameters(): p.requires_grad_(False)
     for mod, name in lora_targets(model):
         W = getattr(mod, name)
         parametrize.register_parametrization(mod, name, LoRA(*W.shape, rank, alpha).to(W.device))
-    model.cfg = replace(model.cfg, version='v2_lora', lora_rank=rank, lora_alpha=float(alpha), base_ckpt=str(base_ckpt))
+    model.cfg = replace(model.cfg, version='v2_lora', lora_rank=rank, lora_alpha=float(alpha), base_ckpt=str(base_ckpt), base_sha256=base)
     return model
 
 @SELECTORS.register('v2_lora')
 def _fresh_lora(cfg:ModelConfig)->PointerSelector:
-    "An untrained v2_lora selector: a v2 of `cfg`'s architecture with zero-initialised adapters"
-    return add_lora(PointerSelector(replace(cfg, version='v2')), cfg.lora_rank, cfg.lora_alpha, cfg.base_ckpt)
+    "An untrained v2_lora selector: a v2 of `cfg`'s architecture with zero-initialised adapters (and `cfg`'s base record, for loading)"
+    m = add_lora(PointerSelector(replace(cfg, version='v2')), cfg.lora_rank, cfg.lora_alpha, cfg.base_ckpt)
+    if cfg.base_sha256: m.cfg = replace(m.cfg, base_sha256=cfg.base_sha256)  # the checkpoint's weights, loaded next, are that base
+    return m
 
 def lora_parameters(model:nn.Module)->list: # the adapters' A and B tensors
     "Every adapter parameter of `model`"
     return [p for m in model.modules() if isinstance(m, LoRA) for p in m.parameters()]
 
 # %% ../nbs/04b_lora.ipynb #faecd573
+def _targets(model)->list: # [(state-dict key of a plain v2, module, parameter name)] of every adapted weight
+    prefix = {id(mod): n for n, mod in model.named_modules()}
+    return [('.'.join(filter(None, (prefix[id(mod)], name))), mod, name) for mod, name in lora_targets(model)]
+
+def base_weights(model:PointerSelector)->dict: # {key: tensor}, keyed as a plain v2's state dict
+    "The frozen weights under a v2_lora selector's adapters"
+    sd = {k: v for k, v in model.state_dict().items() if 'parametrizations.' not in k}
+    for key, mod, name in _targets(model): sd[key] = mod.parametrizations[name].original
+    return sd
+
 def merge_lora(model:PointerSelector, # a v2_lora selector (left unchanged)
               )->PointerSelector: # a plain v2 selector (all parameters trainable)
     "Fold the adapters into the weights: a plain v2 `PointerSelector` with the same outputs"
-    prefix = {id(mod): n for n, mod in model.named_modules()}
     with torch.no_grad():
         sd = {k: v.clone() for k, v in model.state_dict().items() if 'parametrizations.' not in k}  # biases, LayerNorms
-        for mod, name in lora_targets(model):
-            sd['.'.join(filter(None, (prefix[id(mod)], name)))] = getattr(mod, name).detach().clone()  # W + (α/r)·B A
+        for key, mod, name in _targets(model): sd[key] = getattr(mod, name).detach().clone()  # W + (α/r)·B A
     out = PointerSelector(replace(model.cfg, version='v2'))
     out.load_state_dict(sd)
     return out.to(next(model.parameters()).device).train(model.training)
@@ -89,6 +109,24 @@ def build_selector(cfg:ModelConfig): # a selector in train mode
         raise EmbeddingError(f'model.base_ckpt {cfg.base_ckpt}: expects d_in={base.cfg.d_in} but the embeddings have d_in={cfg.d_in}; '
                              'train the adapters on the embeddings the base was trained on')
     return add_lora(base, cfg.lora_rank, cfg.lora_alpha, cfg.base_ckpt).train()
+
+def check_lora_base(model:PointerSelector, # a v2_lora selector just loaded from `path`
+                    path):
+    "Refuse a v2_lora checkpoint whose frozen weights are not the base its config records; warn when `model.base_ckpt` now holds another base"
+    cfg = model.cfg
+    if not cfg.base_sha256: return  # written before fingerprints were recorded
+    if weights_sha256(base_weights(model)) != cfg.base_sha256:
+        raise CheckpointError(f'{path}: its frozen base weights are not the base its config.json records (model.base_sha256); config.json '
+                              'or model.safetensors was replaced: use the two files written together')
+    b = checkpoint_dir(cfg.base_ckpt) if cfg.base_ckpt else None
+    if b is None or not (b/'model.safetensors').is_file(): return  # the base moved or is gone: the checkpoint carries its own copy
+    try: other = weights_sha256(read_checkpoint(b)[1])
+    except LeverPlusError: other = None
+    if other != cfg.base_sha256:
+        warnings.warn(f'{path}: model.base_ckpt {cfg.base_ckpt} holds other weights than the base these adapters were trained on '
+                      '(config.json edited, or that checkpoint replaced); the copy of the base inside this checkpoint is used')
+
+LOAD_CHECKS['v2_lora'] = check_lora_base
 
 def selector_step_log_probs(model, batch:dict, # the batch dict (query, cands, beams, optional cand_mask, cand_ids)
                             beams:Tensor|None=None, # (B, G, S) positions to score instead of batch['beams']

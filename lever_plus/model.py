@@ -15,7 +15,7 @@ from safetensors.torch import save as _st_save, load_file as _st_load
 from .core import *
 
 # %% auto #0
-__all__ = ['NEG', 'SELECTORS', 'Encoded', 'PointerSelector', 'rollout', 'beam_search_steps', 'decode_sequences',
+__all__ = ['NEG', 'SELECTORS', 'LOAD_CHECKS', 'Encoded', 'PointerSelector', 'rollout', 'beam_search_steps', 'decode_sequences',
            'write_checkpoint', 'read_checkpoint', 'load_weights', 'fresh_selector', 'checkpoint_dir', 'load_selector']
 
 # %% ../nbs/04_model.ipynb #8f2e3d79
@@ -296,6 +296,7 @@ def from_pretrained(cls:PointerSelector, path, # folder written by `save_pretrai
 SELECTORS = Registry('selector version', 'model.version')  # version → fn(cfg) building an untrained selector
 SELECTORS.register('v1')(PointerSelector)
 SELECTORS.register('v2')(PointerSelector)
+LOAD_CHECKS = {}  # version → fn(model, folder) run after a checkpoint of that version loads (e.g. v2_lora's base fingerprint)
 
 def fresh_selector(cfg:ModelConfig)->nn.Module: # an untrained selector of `cfg.version`, in train mode
     "An untrained selector of `cfg.version` from its registered builder"
@@ -328,4 +329,6 @@ def load_selector(path, # checkpoint folder (or a run folder with best/) of any 
         raise ConfigError(f"{path}: {', '.join(f'{k}={v}' for k, v in differ.items())} given, but its config.json records "
                           f"{', '.join(f'{k}={getattr(cfg, k)}' for k in differ)}; these settings are for upstream checkpoint files only")
     model = fresh_selector(cfg)
-    return load_weights(model, sd, path, getattr(model, 'tied_keys', ())).to(device).eval()
+    load_weights(model, sd, path, getattr(model, 'tied_keys', ()))
+    if cfg.version in LOAD_CHECKS: LOAD_CHECKS[cfg.version](model, path)
+    return model.to(device).eval()
