@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #d4b13b90
 from __future__ import annotations
-import dataclasses, difflib, json, math, os, random, shutil, tempfile, typing
+import dataclasses, difflib, json, math, os, random, shutil, stat, tempfile, typing
 from dataclasses import dataclass, field, fields, asdict, is_dataclass
 from pathlib import Path
 import numpy as np
@@ -13,9 +13,9 @@ import torch
 # %% auto #0
 __all__ = ['LeverPlusError', 'ConfigError', 'BeamDataError', 'EmbeddingError', 'CheckpointError', 'TrainingError', 'OutputError',
            'ModelConfig', 'DataConfig', 'SFTConfig', 'RCEConfig', 'GRPOConfig', 'ControlConfig', 'CurriculumConfig',
-           'RewardConfig', 'RunConfig', 'TrainConfig', 'config_from_dict', 'config_to_dict', 'read_json', 'load_config',
-           'save_config', 'atomic_write_bytes', 'atomic_write_text', 'set_seed', 'get_device', 'rng_state',
-           'set_rng_state', 'Registry']
+           'RewardConfig', 'RunConfig', 'TrainConfig', 'config_from_dict', 'config_to_dict', 'check_file', 'read_json',
+           'load_config', 'save_config', 'atomic_write_bytes', 'atomic_write_text', 'set_seed', 'get_device',
+           'rng_state', 'set_rng_state', 'Registry']
 
 # %% ../nbs/00_core.ipynb #5c5329a5
 class LeverPlusError(Exception):
@@ -331,6 +331,22 @@ def _yaml_problem(e:Exception)->str:
     at = f' at line {m.line + 1}, column {m.column + 1}' if m is not None else ''
     return ' '.join(f'{getattr(e, "problem", None) or e}{at}'.split())
 
+def check_file(path, error=ConfigError, # the `LeverPlusError` to raise
+               what:str='', # what the file is, e.g. 'beam data file'
+               hint:str='', # appended to the not-found message
+              )->Path:
+    "`path` when it is a readable regular file; otherwise one `error` line that names the real cause (not found, a folder, the OS's reason)"
+    path = Path(path)
+    try: st = path.stat()
+    except FileNotFoundError:
+        if path.is_symlink(): raise error(f'{path}: a dangling symbolic link (to {os.readlink(path)}, which does not exist){hint}') from None
+        raise error(f'{path}: {what + " " if what else ""}not found{hint}') from None
+    except OSError as e: raise error(f'{path}: cannot read{" the " + what if what else ""} ({e.strerror or e})') from None
+    if stat.S_ISDIR(st.st_mode): raise error(f'{path}: is a folder, not a {what or "file"}')
+    if not stat.S_ISREG(st.st_mode): raise error(f'{path}: not a regular file (a pipe or device), expected a {what or "file"}')
+    if not os.access(path, os.R_OK): raise error(f'{path}: cannot read{" the " + what if what else ""} (Permission denied)')
+    return path
+
 def _read_text(path:Path, error, what:str)->str:
     "The UTF-8 text of `path` (a byte-order mark is not an error); failures are one `error` line"
     try: return path.read_text(encoding='utf-8-sig')
@@ -349,7 +365,7 @@ def read_json(path, error=ConfigError, what:str='a JSON file'):
 def load_config(path, cls=TrainConfig):
     "Read a JSON or YAML config file into `cls`, with errors naming the file and field"
     path = Path(path)
-    if not path.is_file(): raise ConfigError(f'{path}: config file not found')
+    check_file(path, ConfigError, 'config file')
     if path.suffix.lower() not in ('.yaml', '.yml'): return config_from_dict(cls, read_json(path, ConfigError, 'a config file'), str(path))
     text = _read_text(path, ConfigError, 'a config file')
     try: d = _yaml_no_dup(text) or {}

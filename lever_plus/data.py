@@ -4,7 +4,7 @@
 
 # %% ../nbs/01_data.ipynb #fbb31402
 from __future__ import annotations
-import json, math, re, warnings
+import json, math, os, re, warnings
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
@@ -96,7 +96,7 @@ def _validate(path, key, r:QueryRecord, pool_size=None, shared_ids=False, names=
 # %% ../nbs/01_data.ipynb #8ec5e78a
 def _load_json(path) -> dict:
     path = Path(path)
-    if not path.is_file(): raise BeamDataError(f'{path}: beam data file not found')
+    check_file(path, BeamDataError, 'beam data file')
     try: text = path.read_text(encoding='utf-8-sig')  # a byte-order mark is not an error
     except UnicodeDecodeError as e: raise BeamDataError(f'{path}: not UTF-8 text (byte {e.start}); is it a JSON file?') from None
     except OSError as e: raise BeamDataError(f'{path}: cannot read ({e.strerror or e})') from None
@@ -382,8 +382,8 @@ def _load_pt(path) -> EmbeddingStore:
 def load_embeddings(path)->EmbeddingStore:
     "Read our `embeddings.safetensors` (+ `meta.json`) or an upstream `.pt`/`.pth` tensor"
     path = Path(path)
-    if path.is_dir(): path = path/'embeddings.safetensors'
-    if not path.is_file(): raise EmbeddingError(f'{path}: embedding file not found')
+    if os.path.isdir(path): path = path/'embeddings.safetensors'  # (Path.is_dir raises inside a folder that may not be entered)
+    check_file(path, EmbeddingError, 'embedding file')
     if path.suffix in ('.pt', '.pth'): return _load_pt(path)
     if path.suffix != '.safetensors': raise EmbeddingError(f'{path}: unknown embedding file type (expected .safetensors, .pt or .pth)')
     from safetensors.torch import load_file
@@ -393,7 +393,7 @@ def load_embeddings(path)->EmbeddingStore:
     if miss: raise EmbeddingError(f'{path}: missing tensors {miss} (has {sorted(t)}; expected {list(_EMB_KEYS)})')
     _check_emb(path, t)
     mp = path.parent/'meta.json'
-    if not mp.is_file(): raise EmbeddingError(f'{mp}: meta.json not found beside {path.name} (save_embeddings writes both)')
+    check_file(mp, EmbeddingError, 'meta.json', f' beside {path.name} (save_embeddings writes both)')
     m = read_json(mp, EmbeddingError, 'the meta.json that save_embeddings writes')
     _check_meta(mp, m, t)
     cat = lambda a, b: torch.cat([t[a], t[b]], 1).float()  # (N, d_img + d_txt)

@@ -253,7 +253,7 @@ def read_checkpoint(path, # folder written by `save_pretrained`
     path = Path(path)
     cf, wf = path/'config.json', path/'model.safetensors'
     for f in (cf, wf):
-        if not f.is_file(): raise CheckpointError(f'{f}: not found (expected a folder written by a selector\'s save_pretrained)')
+        check_file(f, CheckpointError, hint=" (expected a folder written by a selector's save_pretrained)")
     d = read_json(cf, CheckpointError, "a selector's config.json")
     if not isinstance(d, dict): raise CheckpointError(f'{cf}: expected a JSON object')
     cfg = config_from_dict(ModelConfig, d['model'] if 'model' in d else d, str(cf), 'model.')

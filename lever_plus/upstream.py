@@ -112,7 +112,7 @@ def _abbrev(keys, n:int=6)->str:
     return ', '.join(ks[:n]) + (f', … ({len(ks)} in all)' if len(ks) > n else '')
 
 def _torch_load(path:Path, device):
-    if not path.is_file(): raise CheckpointError(f'{path}: not found (expected an upstream Lever-Plus .ckpt / .pt file or a checkpoint folder)')
+    check_file(path, CheckpointError, hint=' (expected an upstream Lever-Plus .ckpt / .pt file or a checkpoint folder)')
     if path.stat().st_size == 0: raise CheckpointError(f'{path}: empty file (0 bytes); the copy was cut short — copy the checkpoint again')
     try: return torch.load(path, map_location=device, weights_only=True)
     except Exception as e:

@@ -425,3 +425,25 @@ def test_sft_cli_bad_input(world, tmp_path, monkeypatch, capsys):
                                                      '--output_dir', str(tmp_path/'sft'), '--sft.epochs', '-1'])
     assert (rc, err) == (2, 'error: command line: sft.epochs must be >= 0, got -1\n')
     assert not (tmp_path/'sft').exists()
+
+
+def test_an_unreadable_embeddings_folder_says_permission_denied(world, tmp_path, monkeypatch):
+    "A folder that may not be entered makes `Path.is_file` say False: the message must name the permission, not 'not found'"
+    d = tmp_path/'locked'
+    shutil.copytree(world, d)
+    if os.geteuid() != 0:  # a real locked folder
+        d.chmod(0)
+        try:
+            r = run_script('lever_plus_sft', ['--beam_data', world/'beams_train.json', '--embeddings', d/'embeddings.safetensors',
+                                               '--output_dir', tmp_path/'out', '--no_progress'])
+        finally: d.chmod(0o755)
+        assert r.returncode == 2 and 'cannot read the embedding file (Permission denied)' in r.stderr, r.stderr
+    else:  # root may enter any folder: the operating system's answer to a non-root user, given to stat
+        real = Path.stat
+        def stat(self, *a, **k):
+            if self.parent == d: raise PermissionError(13, 'Permission denied', str(self))
+            return real(self, *a, **k)
+        monkeypatch.setattr(Path, 'stat', stat)
+        from lever_plus.data import load_embeddings
+        with pytest.raises(EmbeddingError, match=r'embeddings.safetensors: cannot read the embedding file \(Permission denied\)'):
+            load_embeddings(d/'embeddings.safetensors')
