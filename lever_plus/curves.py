@@ -16,23 +16,49 @@ def read_metrics(path)->list:
     "The rows of a `metrics.jsonl`"
     return [json.loads(l) for l in Path(path).read_text().splitlines() if l.strip()]
 
+def _note(ax, text:str):
+    "A grey note in the middle of a panel (what a flat or missing curve means)"
+    ax.text(0.5, 0.72, text, transform=ax.transAxes, ha='center', va='center', fontsize=9, color='#555', wrap=True,
+            bbox=dict(boxstyle='round', fc='#f4f4f4', ec='#ccc'))
+
 def plot_curves(metrics_path, png_path=None):
     "Plot the training curves of a run; saves to `png_path` when given, returns the figure"
     import matplotlib
     if png_path is not None: matplotlib.use('Agg', force=False)
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
     rows = read_metrics(metrics_path)
+    cf = Path(metrics_path).parent/'config.json'
+    cfg = json.loads(cf.read_text()) if cf.is_file() else {}
+    control, online = cfg.get('control', {}), cfg.get('grpo', {}).get('online_samples', 0) > 0
     steps, eps = [r for r in rows if r['kind'] == 'step'], [r for r in rows if r['kind'] == 'epoch']
     fig, ax = plt.subplots(2, 3, figsize=(14, 7))
     def series(key, rs=steps): return [r['step'] for r in rs if r.get(key) is not None], [r[key] for r in rs if r.get(key) is not None]
     for st in dict.fromkeys(r['stage'] for r in steps):
         ax[0, 0].plot(*series('loss', [r for r in steps if r['stage'] == st]), label=st, lw=0.8)
     ax[0, 0].set_title('training loss'); ax[0, 0].legend(fontsize=8)
-    ax[0, 1].plot(*series('kl'), label='KL (k3)', lw=0.8); ax[0, 1].plot(*series('beta'), label='β', lw=0.8)
-    ax[0, 1].set_title('KL to π_ref and β'); ax[0, 1].legend(fontsize=8)
-    ax[0, 2].plot(*series('mean_ratio'), lw=0.8); ax[0, 2].set_title('mean ratio π/π_old')
-    for k in ('clip_frac_low', 'clip_frac_high'): ax[1, 0].plot(*series(k), label=k, lw=0.8)
-    ax[1, 0].set_title('clip fraction'); ax[1, 0].legend(fontsize=8)
+    a, b = ax[0, 1], ax[0, 1].twinx()  # β on its own axis
+    a.plot(*series('kl'), c='C0', lw=0.8, label='KL to π_ref'); b.plot(*series('beta'), c='C3', lw=1.2, label='β (right axis)')
+    a.set_ylabel('KL', color='C0'); b.set_ylabel('β', color='C3')
+    a.legend(handles=a.get_lines() + b.get_lines(), fontsize=8); a.set_title('KL to π_ref and β')
+    t = series('temperature')
+    ax[0, 2].set_title('sampling temperature')
+    if online or any(v != 1 for v in t[1]):
+        ax[0, 2].plot(*t, lw=1)
+        for k in ('temp_min', 'temp_max'):
+            if k in control: ax[0, 2].axhline(control[k], ls=':', c='#888', lw=1, label=f'control.{k} = {control[k]:g}')
+        if any(k in control for k in ('temp_min', 'temp_max')): ax[0, 2].legend(fontsize=8)
+    else: _note(ax[0, 2], 'fixed at 1\n(no online sampling in this run)')
+    a, b = ax[1, 0], ax[1, 0].twinx()
+    r, lo, hi = series('mean_ratio'), series('clip_frac_low'), series('clip_frac_high')
+    a.plot(*r, c='C0', lw=0.8, label='mean ratio π/π_old'); a.set_ylabel('ratio', color='C0')
+    b.plot(*lo, c='C1', lw=0.8, label='clip fraction low (right)'); b.plot(*hi, c='C2', lw=0.8, label='clip fraction high (right)')
+    b.set_ylabel('clip fraction'); a.set_title('ratio π/π_old and clip fractions')
+    if r[1]:
+        a.legend(handles=a.get_lines() + b.get_lines(), fontsize=8)
+        if max(abs(v - 1) for v in r[1]) < 1e-6 and not any(lo[1] + hi[1]):
+            _note(a, 'ratio ≡ 1, nothing clipped: one update per batch\n(π_old = π at every step)')
+    else: _note(a, 'no GRPO step in this run')
     hist = [r for r in eps if r.get('adv_hist')]
     if hist:
         h = hist[-1]['adv_hist']; edges = np.linspace(-1, 1, len(h) + 1) * hist[-1].get('adv_clip', 5.0)
@@ -40,7 +66,9 @@ def plot_curves(metrics_path, png_path=None):
     else: ax[1, 1].set_title('advantages (no GRPO epoch)')
     x, y = [r['epoch'] for r in eps if 'val_score' in r], [r['val_score'] for r in eps if 'val_score' in r]
     ax[1, 2].plot(x, y, 'o-'); ax[1, 2].set_title('validation score'); ax[1, 2].set_xlabel('epoch')
-    for a in ax.flat[:5]: a.set_xlabel('advantage' if a is ax[1, 1] else 'step')
+    ax[1, 2].xaxis.set_major_locator(MaxNLocator(integer=True))
+    for a in (ax[0, 0], ax[0, 1], ax[0, 2], ax[1, 0]): a.set_xlabel('step')
+    ax[1, 1].set_xlabel('advantage')
     fig.tight_layout()
     if png_path is not None: fig.savefig(png_path, dpi=80); plt.close(fig)
     return fig

@@ -287,7 +287,7 @@ def resolve_checkpoint(path)->Path:
     raise CheckpointError(f'{Path(path)}: no model.safetensors here or in {p/"best"}; pass a checkpoint folder written by the trainer')
 
 def checkpoint_name(path)->str:
-    "A row name for a checkpoint: 'SFT v2', 'v3 (RCE+GRPO)', 'v3 (RCE only)', 'v3 (GRPO, online)', ..., 'upstream FILE'"
+    "A row name for a checkpoint: 'SFT v2', 'v3-offline', 'v3-offline, RCE only', 'v3-online', ..., 'upstream FILE'"
     p = resolve_checkpoint(path)
     if p.is_file(): return f'upstream {p.name}'
     cfg = read_json(p/'config.json', CheckpointError, "a selector's config.json")
@@ -295,9 +295,9 @@ def checkpoint_name(path)->str:
     if not (p/'best.json').is_file(): return f'SFT {version}'
     cur, g = cfg.get('curriculum', {}), cfg.get('grpo', {})
     rce, grpo = cur.get('rce_epochs', 1) > 0, cur.get('grpo_epochs', 3) > 0
-    kind = 'RCE+GRPO' if rce and grpo else 'RCE only' if rce else 'GRPO'
-    if grpo and g.get('online_samples', 0): kind += ', hybrid' if g.get('hybrid') else ', online'
-    return f'v3 ({kind})'
+    if not (grpo and g.get('online_samples', 0)): return 'v3-offline' + ('' if rce and grpo else ', RCE only' if rce else ', GRPO only')
+    name = 'v3-hybrid' if g.get('hybrid') else 'v3-online'
+    return name + ('' if cfg.get('data', {}).get('unlabeled') else ', labeled queries only') + (', after RCE' if rce else '')
 
 def _beam_files(beam_data, split:str)->list:
     out = []

@@ -137,6 +137,6 @@ def explorer(views:list|None=None, # cached views (`query_view` dicts); or give 
     return W.interactive(show, i=W.Dropdown(options=opts, value=opts[0][1], description='query'))
 
 # %% ../nbs/15_explore.ipynb #6d73c279
-def first_disagreement(views:list, a:str='SFT v2', b:str='v3 (RCE+GRPO)')->int:
+def first_disagreement(views:list, a:str='SFT v2', b:str='v3-offline')->int:
     "Index of the first view where methods `a` and `b` pick different sequences (0 if none)"
     return next((i for i, v in enumerate(views) if a in v['picks'] and b in v['picks'] and v['picks'][a]['ids'] != v['picks'][b]['ids']), 0)

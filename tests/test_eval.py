@@ -43,7 +43,7 @@ def world(tmp_path_factory):
 
 def test_run_eval_end_to_end(world, tmp_path):
     res = run_eval([world/'sft_v2', world/'v3_rce'], world/'data2', [world/'data2', world/'data1'], shots=[1, 2], out_dir=tmp_path)
-    names = ['random', 'text-sim top-k', 'img-sim top-k', 'mix-sim top-k', 'SFT v2', 'v3 (RCE only)', 'beam oracle']
+    names = ['random', 'text-sim top-k', 'img-sim top-k', 'mix-sim top-k', 'SFT v2', 'v3-offline, RCE only', 'beam oracle']
     for S in (1, 2):
         rows = {r['method']: r for r in res['shots'][S]}
         assert list(rows) == names
@@ -74,7 +74,7 @@ def test_run_eval_matches_scorer(world):
 
 def test_checkpoint_names(world, tmp_path):
     assert checkpoint_name(world/'sft_v2') == 'SFT v2'
-    assert checkpoint_name(world/'v3_rce') == 'v3 (RCE only)'
+    assert checkpoint_name(world/'v3_rce') == 'v3-offline, RCE only'
     assert resolve_checkpoint(world/'v3_rce') == world/'v3_rce'/'best'
     # the same kind twice: names get the run folder to tell them apart
     res = run_eval([world/'sft_v2', world/'sft_v2'/'best'], world/'data2', shots=[2], baselines=('random',))
@@ -179,4 +179,4 @@ def test_results_cache():
     views = load_views(RESULTS/'explore.json')
     assert views and {'xy', 'beams', 'picks'} <= set(views[0])
     methods = [r['method'] for r in res['main']]
-    assert methods[-1] == 'beam oracle' and 'SFT v2' in methods and 'v3 (RCE+GRPO)' in methods
+    assert methods[-1] == 'beam oracle' and 'SFT v2' in methods and 'v3-offline' in methods

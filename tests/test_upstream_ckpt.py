@@ -59,9 +59,9 @@ def test_eval_of_the_result_without_a_scorer(post_trained, tmp_path):
     r = run_script('lever_plus_eval', ['--ckpt', post_trained, '--ckpt', FIX/'v2_gated.ckpt', *DATA, '--scorer', 'none',
                                        '--n_boot', 50, '--out', tmp_path/'eval'])
     assert r.returncode == 0, r.stderr[-3000:]
-    assert '| v3 (RCE+GRPO) |' in r.stdout and '| upstream v2_gated.ckpt |' in r.stdout and 'picks in the top beam' in r.stdout
+    assert '| v3-offline |' in r.stdout and '| upstream v2_gated.ckpt |' in r.stdout and 'picks in the top beam' in r.stdout
     rows = {x['method']: x for x in json.loads((tmp_path/'eval'/'eval.json').read_text())['shots']['2']}
-    assert rows['beam oracle']['overlap'] == 1.0 and rows['v3 (RCE+GRPO)']['n'] == 40
+    assert rows['beam oracle']['overlap'] == 1.0 and rows['v3-offline']['n'] == 40
     assert sorted(p.name for p in (tmp_path/'eval').iterdir()) == ['eval.json', 'eval.md']
 
 
@@ -141,7 +141,7 @@ def test_eval_heads_flag(post_trained, monkeypatch):
     heads, load = {}, ev.load_selector
     monkeypatch.setattr(ev, 'load_selector', lambda p, *a, **kw: heads.setdefault(Path(p).name, load(p, *a, **kw)))
     res = eval_main([*map(str, ['--ckpt', FIX/'v2_gated.ckpt', '--ckpt', post_trained, *DATA]), '--scorer', 'none', '--n_boot', '20', '--upstream_n_heads', '4'])
-    assert [r['method'] for r in res['shots'][2]][-3:] == ['upstream v2_gated.ckpt', 'v3 (RCE+GRPO)', 'beam oracle']
+    assert [r['method'] for r in res['shots'][2]][-3:] == ['upstream v2_gated.ckpt', 'v3-offline', 'beam oracle']
     assert (heads['v2_gated.ckpt'].cfg.n_heads, heads['best'].cfg.n_heads) == (4, 1)
     with pytest.raises(Exception, match='divisible by model.n_heads'):
         eval_main([*map(str, ['--ckpt', FIX/'v2_gated.ckpt', *DATA]), '--scorer', 'none', '--upstream_n_heads', '3'])

@@ -20,7 +20,7 @@ Stages (each reads what the previous one wrote under --work, default runs/result
 
 train     per seed: the simulated world + beam data at default size (`make_data`), SFT v1 and SFT v2 (the demo's
           10 epochs), then post-training runs from the seed's SFT v2 checkpoint, all sharing that data and SFT
-          model: v3 (RCE 1 + GRPO 3 epochs, the demo's schedule), v3 RCE only, the ablations (no RCE warm-up,
+          model: v3-offline (RCE 1 + GRPO 3 epochs, the demo's --offline schedule), its RCE warm-up alone, the ablations (no RCE warm-up,
           no curriculum, fixed β, π_old refreshed each epoch, no-std advantages) and the online / hybrid
           GRPO (8 sampled sequences per query and step, scored by the simulated VLM). Then a shot sweep at the
           first seed (beam data, SFT v2 and v3 at shots 1, 3, 4). Model selection uses validation queries only.
@@ -149,9 +149,8 @@ def ensure_sft(work, seed, version, shot, quick, name=None, train_file='beams_tr
     data, out = data_dir(work, seed, shot), run_dir(work, seed, name or f'sft_{version}', shot)
     if _done(out): return out
     say(f'seed {seed} shot {shot}: SFT {version} → {out}')
-    if out.exists(): shutil.rmtree(out)  # an unfinished earlier attempt (its metrics.jsonl would be appended to)
-    t = time.perf_counter()
-    res = run_sft(data/train_file, data, out, version, make_config(seed, quick), data/'beams_val.json', SimScorer.from_dir(data))
+    t = time.perf_counter()  # overwrite: an unfinished earlier attempt is replaced, but never a run another process holds (its lock)
+    res = run_sft(data/train_file, data, out, version, make_config(seed, quick), data/'beams_val.json', SimScorer.from_dir(data), overwrite=True)
     _finish(out, dict(seconds=time.perf_counter() - t, best_epoch=res['best_epoch'], n_params=res['n_params'],
                       n_train=res['n_train'], n_val=res['n_val']))
     return out
@@ -164,11 +163,10 @@ def ensure_post(work, seed, name, shot, quick):
     over = json.loads(json.dumps(VARIANTS[name]).replace('<data>', str(data)))
     sft = run_dir(work, seed, over.pop('_sft', 'sft_v2'), shot)/'best'
     say(f'seed {seed} shot {shot}: post-train {name} → {out}')
-    if out.exists(): shutil.rmtree(out)  # an unfinished earlier attempt: start over (simpler than resuming)
     t = time.perf_counter()
     train_file = data/over.pop('_train', 'beams_train.json')
     res = run_post_train(sft, train_file, data, out, make_config(seed, quick, over),
-                         data/'beams_val.json', SimScorer.from_dir(data), progress=False)
+                         data/'beams_val.json', SimScorer.from_dir(data), progress=False, overwrite=True)  # see ensure_sft
     _finish(out, dict(seconds=time.perf_counter() - t, best_epoch=res['best_epoch'], skipped_steps=res['skipped_steps']))
     return out
 
@@ -197,14 +195,17 @@ def stage_train(a):
 
 PLUS_LABEL = 'SFT v2 + beams of 350 unlabeled queries'
 UPSTREAM_SFT_LABEL = 'SFT v2, upstream architecture'
-METHOD_RUNS = {'SFT v1': 'sft_v1', 'SFT v2': 'sft_v2', 'v3 (RCE only)': 'v3_rce', 'v3 (RCE+GRPO)': 'v3', PLUS_LABEL: 'sft_v2_plus',
+V3_OFFLINE, V3_OFFLINE_RCE = 'v3-offline', 'v3-offline, RCE only'  # the Lever-Plus recipe (RCE warm-up + offline GRPO), its warm-up alone
+METHOD_RUNS = {'SFT v1': 'sft_v1', 'SFT v2': 'sft_v2', V3_OFFLINE_RCE: 'v3_rce', V3_OFFLINE: 'v3', PLUS_LABEL: 'sft_v2_plus',
                UPSTREAM_SFT_LABEL: 'sft_v2_upstream'}
 VARIANT_LABELS = {'no_rce': 'no RCE warm-up', 'no_curriculum': 'no curriculum', 'fixed_beta': 'fixed β',
                   'refresh_old': 'π_old refreshed', 'no_std': 'no-std advantage', 'online': 'online GRPO (8 samples)',
                   'hybrid': 'hybrid GRPO (8 samples + 5 beams)', 'rl_offline': 'offline GRPO, RL-format groups',
-                  'online_unl_1ep': 'online GRPO + unlabeled queries, 1 epoch', 'online_unl': 'online GRPO + unlabeled queries, 6 epochs',
-                  'online_unl_10ep': 'online GRPO + unlabeled queries, 10 epochs',
-                  'online_unl_upstream': 'online GRPO + unlabeled queries, 6 epochs, upstream architecture'}
+                  'online_unl_1ep': 'v3-online, 1 epoch', 'online_unl': 'v3-online, 6 epochs', 'online_unl_10ep': 'v3-online, 10 epochs',
+                  'online_unl_upstream': 'v3-online, 6 epochs, upstream architecture'}
+# names of the same methods in evaluation files written before the names above
+RENAMED = {'v3 (RCE+GRPO)': V3_OFFLINE, 'v3 (RCE only)': V3_OFFLINE_RCE,
+           **{f'online GRPO + unlabeled queries, {k}': f'v3-online, {k}' for k in ('1 epoch', '6 epochs', '10 epochs', '6 epochs, upstream architecture')}}
 
 def _best(d:Path)->Path|None: return d/'best' if (d/'best'/'model.safetensors').is_file() else None
 
@@ -228,7 +229,7 @@ def eval_one(work, seed, shot, n_boot):
     hits = {m: beam_hits(meth, test, seed) for m, meth in methods.items() if m != 'beam oracle'}
     # the same selectors on their own TRAINING queries: how much of the training-set quality carries over to new queries
     train = load_datasets(data/'beams_train.json', data, val_frac=0)['train']
-    gap = [m for m in ('mix-sim top-k', 'SFT v2', 'v3 (RCE+GRPO)', VARIANT_LABELS['online'], VARIANT_LABELS['online_unl'],
+    gap = [m for m in ('mix-sim top-k', 'SFT v2', V3_OFFLINE, VARIANT_LABELS['online'], VARIANT_LABELS['online_unl'],
                        VARIANT_LABELS['online_unl_10ep']) if m in methods]
     train_info = {r['method']: r['info'] for r in evaluate_methods({m: methods[m] for m in gap}, train, scorer, seed, n_boot=10)}
     return dict(seed=seed, shot=shot, n_query=len(test), rows=rows, beam_hits=hits, train_info=train_info)
@@ -259,7 +260,11 @@ def stage_eval(a):
 
 def _load_eval(work, seed, shot):
     f = work/'eval'/f'seed{seed}_s{shot}.json'
-    return json.loads(f.read_text()) if f.is_file() else None
+    if not f.is_file(): return None
+    e = json.loads(f.read_text())
+    for r in e['rows']: r['method'] = RENAMED.get(r['method'], r['method'])
+    for k in ('beam_hits', 'train_info'): e[k] = {RENAMED.get(m, m): v for m, v in e.get(k, {}).items()}
+    return e
 
 def run_summary(d:Path)->dict|None:
     "Small summary of a post-training run: per-epoch validation, β, KL, advantage histograms, scorer calls, time"
@@ -303,7 +308,7 @@ def explore_views(work, seed:int, n:int=12)->list:
     data = data_dir(work, seed, 2)
     ds = load_datasets(data/'beams_test.json', data, val_frac=0)['train']
     models = {'mix-sim top-k': 'mix_sim', 'SFT v2': PointerSelector.from_pretrained(run_dir(work, seed, 'sft_v2')/'best'),
-              'v3 (RCE+GRPO)': PointerSelector.from_pretrained(run_dir(work, seed, 'v3')/'best'), 'beam oracle': 'oracle'}
+              V3_OFFLINE: PointerSelector.from_pretrained(run_dir(work, seed, 'v3')/'best'), 'beam oracle': 'oracle'}
     idx = torch.randperm(len(ds), generator=torch.Generator().manual_seed(seed))[:n].tolist()  # random, not chosen by score
     scorer = SimScorer.from_dir(data)
     return [query_view(ds, i, scorer, models, digits=3) for i in idx]
@@ -317,21 +322,21 @@ def stage_report(a):
     if not evals: sys.exit(f'no evaluation results under {work}/eval: run the eval stage first')
     seeds = [e['seed'] for e in evals]
     per_seed = [{r['method']: r for r in e['rows']} for e in evals]
-    main_methods = ['random', 'text-sim top-k', 'img-sim top-k', 'mix-sim top-k', 'SFT v1', 'SFT v2', 'v3 (RCE only)',
-                    'v3 (RCE+GRPO)', 'beam oracle']
-    ablation_methods = ['SFT v2', 'v3 (RCE+GRPO)'] + [VARIANT_LABELS[v] for v in ABLATIONS]
-    online_methods = ['SFT v2', 'v3 (RCE+GRPO)'] + [VARIANT_LABELS[v] for v in ONLINE] + ([PLUS_LABEL] if all(PLUS_LABEL in p for p in per_seed) else [])
+    main_methods = ['random', 'text-sim top-k', 'img-sim top-k', 'mix-sim top-k', 'SFT v1', 'SFT v2', V3_OFFLINE_RCE,
+                    V3_OFFLINE, 'beam oracle']
+    ablation_methods = ['SFT v2', V3_OFFLINE] + [VARIANT_LABELS[v] for v in ABLATIONS]
+    online_methods = ['SFT v2', V3_OFFLINE] + [VARIANT_LABELS[v] for v in ONLINE] + ([PLUS_LABEL] if all(PLUS_LABEL in p for p in per_seed) else [])
     main = summarize_seeds(per_seed, main_methods, oracle='beam oracle', seed=0, n_boot=a.n_boot)
     ablation = summarize_seeds(per_seed, ablation_methods, oracle='beam oracle', seed=0, n_boot=a.n_boot)
     online = summarize_seeds(per_seed, online_methods, oracle='beam oracle', seed=0, n_boot=a.n_boot)
     sims = ['text-sim top-k', 'img-sim top-k', 'mix-sim top-k']
     best_sim = max(sims, key=lambda m: next(r['info'] for r in main if r['method'] == m))
     gains = {f'{x} vs {y}': paired_gain(per_seed, x, y, seed=0, n_boot=a.n_boot)
-             for x, y in [('v3 (RCE+GRPO)', 'SFT v2'), ('v3 (RCE+GRPO)', best_sim), ('SFT v2', best_sim),
-                          ('v3 (RCE only)', 'SFT v2'), ('v3 (RCE+GRPO)', 'v3 (RCE only)')]
+             for x, y in [(V3_OFFLINE, 'SFT v2'), (V3_OFFLINE, best_sim), ('SFT v2', best_sim),
+                          (V3_OFFLINE_RCE, 'SFT v2'), (V3_OFFLINE, V3_OFFLINE_RCE)]
              if all(x in p and y in p for p in per_seed)}
-    ablation_gains = {VARIANT_LABELS[v]: paired_gain(per_seed, VARIANT_LABELS[v], 'v3 (RCE+GRPO)', seed=0, n_boot=a.n_boot)
-                      for v in ABLATIONS + ONLINE if all(VARIANT_LABELS[v] in p and 'v3 (RCE+GRPO)' in p for p in per_seed)}
+    ablation_gains = {VARIANT_LABELS[v]: paired_gain(per_seed, VARIANT_LABELS[v], V3_OFFLINE, seed=0, n_boot=a.n_boot)
+                      for v in ABLATIONS + ONLINE if all(VARIANT_LABELS[v] in p and V3_OFFLINE in p for p in per_seed)}
     online_vs_sft = {VARIANT_LABELS[v]: paired_gain(per_seed, VARIANT_LABELS[v], 'SFT v2', seed=0, n_boot=a.n_boot)
                      for v in ONLINE if all(VARIANT_LABELS[v] in p and 'SFT v2' in p for p in per_seed)}
     if all(PLUS_LABEL in p for p in per_seed): online_vs_sft[PLUS_LABEL] = paired_gain(per_seed, PLUS_LABEL, 'SFT v2', seed=0, n_boot=a.n_boot)
@@ -345,7 +350,7 @@ def stage_report(a):
     # training summaries per variant and seed; scorer calls of the beam data (offline budget)
     runs = {v: {str(s): run_summary(run_dir(work, s, v)) for s in seeds} for v in VARIANTS}
     # the best post-training variant, chosen on VALIDATION queries (mean over seeds of the best epoch's val info), then tested
-    label = lambda v: {'v3': 'v3 (RCE+GRPO)', 'v3_rce': 'v3 (RCE only)'}.get(v, VARIANT_LABELS.get(v, v))
+    label = lambda v: {'v3': V3_OFFLINE, 'v3_rce': V3_OFFLINE_RCE}.get(v, VARIANT_LABELS.get(v, v))
     val_best = {v: float(np.mean([next(e['val_info'] for e in r['epochs'] if e['epoch'] == r['best_epoch']) for r in per.values()]))
                 for v, per in runs.items() if per and all(per.values()) and all(label(v) in p for p in per_seed)}
     best_v = max(val_best, key=val_best.get) if val_best else None
@@ -367,7 +372,7 @@ def stage_report(a):
         if e is None: continue
         r = {x['method']: x for x in e['rows']}
         sweep.append(dict(shot=shot, **{m: {k: r[m][k] for k in ('info', 'info_ci', 'acc', 'acc_ci', 'frac_oracle')}
-                                        for m in ('random', best_sim, 'SFT v2', 'v3 (RCE+GRPO)', 'beam oracle') if m in r}))
+                                        for m in ('random', best_sim, 'SFT v2', V3_OFFLINE, 'beam oracle') if m in r}))
     res = dict(
         generated=time.strftime('%Y-%m-%d %H:%M'), command='python tools/make_results.py' + (' --quick' if a.quick else ''),
         machine=f'{platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}',
@@ -401,8 +406,8 @@ def _plt():
     import matplotlib.pyplot as plt
     return plt
 
-def _save(fig, path):
-    fig.savefig(path, dpi=80); _plt().close(fig)
+def _save(fig, path, dpi=80):
+    fig.savefig(path, dpi=dpi); _plt().close(fig)
 
 def fig_gains(res, path):
     "Paired relative gains with 95 % CIs, and the targets"
@@ -417,7 +422,7 @@ def fig_gains(res, path):
         ax.annotate(f"{100 * g['rel']:+.1f} %", (100 * g['rel'], yy), xytext=(0, 7), textcoords='offset points', ha='center', fontsize=8)
     ax.set_yticks(list(y), [k.replace(f'best variant ({best})', 'best variant') if best else k for k in dict(items)], fontsize=8)
     ax.axvline(0, c='k', lw=0.8)
-    for t, lab, dy in ((10, 'target vs SFT v2: +10 %', 1.01), (20, 'online vs best sim.: +20 %', 1.07), (25, 'v3 vs best sim.: +25 %', 1.13)):
+    for t, lab, dy in ((10, 'target vs SFT v2: +10 %', 1.01), (20, 'online vs best sim.: +20 %', 1.07), (25, 'v3-offline vs best sim.: +25 %', 1.13)):
         ax.axvline(t, ls=':', c='#c33', lw=1)
         ax.text(t, dy, lab, transform=ax.get_xaxis_transform(), fontsize=7, color='#c33', ha='center', va='bottom')
     ax.set_xlabel('relative gain in mean info score, % (paired, seed-stratified bootstrap 95 % CI)'
@@ -425,33 +430,45 @@ def fig_gains(res, path):
     ax.set_ylim(-0.6, len(items) - 0.3); ax.grid(axis='x', alpha=0.3); fig.tight_layout(); _save(fig, path)
 
 def fig_curves(res, path):
-    "SFT v2 validation curves per seed; post-training validation info per epoch per variant (mean over seeds); β"
+    "SFT v2 validation curves per seed; β during GRPO; post-training validation info per epoch (mean over seeds), offline and online variants apart"
     plt = _plt()
-    fig, ax = plt.subplots(1, 3, figsize=(13, 4.6))
-    for s, c in res['sft_curves'].items(): ax[0].plot(range(1, len(c) + 1), c, 'o-', ms=3, label=f'seed {s}')
-    ax[0].set_title('SFT v2: validation info score (greedy)', fontsize=10); ax[0].set_xlabel('SFT epoch'); ax[0].legend(fontsize=8)
+    fig, ax = plt.subplots(2, 2, figsize=(12, 8.6))
+    for s, c in res['sft_curves'].items(): ax[0, 0].plot(range(1, len(c) + 1), c, 'o-', ms=3, label=f'seed {s}')
+    ax[0, 0].set_title('SFT v2: validation info score (greedy)', fontsize=10); ax[0, 0].set_xlabel('SFT epoch'); ax[0, 0].legend(fontsize=8)
     sft0 = np.mean([max(c) for c in res['sft_curves'].values() if c]) if res['sft_curves'] else None
-    for i, (v, per) in enumerate(res['runs'].items()):
+    panels = {False: ax[1, 0], True: ax[1, 1]}  # online (samples scored during training) or not
+    n_lines = {False: 0, True: 0}
+    for v, per in res['runs'].items():
         runs = [r for r in per.values() if r]
         if not runs: continue
-        n = min(len(r['epochs']) for r in runs)
-        y = [np.mean([r['epochs'][e]['val_info'] for r in runs]) for e in range(n)]
-        lab = {'v3': 'v3 (RCE+GRPO)', 'v3_rce': 'v3 (RCE only)'}.get(v, VARIANT_LABELS.get(v, v))
-        ax[1].plot(range(1, n + 1), y, 'o-', ms=3, lw=2.2 if v == 'v3' else 1, c='#3a9a5b' if v == 'v3' else f'C{i}', label=lab)
-        r0 = runs[0]
+        by_epoch = {}  # epoch → validation info of each seed that logged it (a metrics file can lack epochs)
+        for r in runs:
+            for e in r['epochs']: by_epoch.setdefault(e['epoch'], []).append(e['val_info'])
+        xs = sorted(by_epoch); y = [np.mean(by_epoch[e]) for e in xs]
+        lab = {'v3': V3_OFFLINE, 'v3_rce': V3_OFFLINE_RCE}.get(v, VARIANT_LABELS.get(v, v))
+        short = [e for e in xs if len(by_epoch[e]) < len(runs)]
+        if short: lab += f' (epochs {short[0]}–{short[-1]}: {min(len(by_epoch[e]) for e in short)} of {len(runs)} seeds)'
+        online = 'online' in v or v == 'hybrid'
+        i = n_lines[online]; n_lines[online] += 1
+        panels[online].plot(xs, y, 'os^Dv<>p'[i % 8] + '-', ms=4, lw=2.2 if v in ('v3', 'online_unl') else 1.2,
+                            c=plt.cm.tab10(i % 10), label=lab)
         if v in ('v3', 'fixed_beta', 'online'):
-            ax[2].plot(range(1, len(r0['beta_steps']) + 1), r0['beta_steps'], label=f'β, {lab}', lw=1)
-    if sft0 is not None: ax[1].axhline(sft0, ls='--', c='#4a7bb7', lw=1, label='SFT v2 (best val, mean)')
-    ax[1].set_title('post-training: validation info score (mean of seeds)', fontsize=10); ax[1].set_xlabel('post-training epoch')
-    ax[1].legend(fontsize=6.5, ncol=3, loc='upper center', bbox_to_anchor=(0.5, -0.16))
-    ax[2].set_title('KL coefficient β during GRPO (first seed)', fontsize=10); ax[2].set_xlabel('GRPO step (subsampled)'); ax[2].legend(fontsize=7)
-    for x in ax: x.grid(alpha=0.3)
-    fig.tight_layout(); _save(fig, path)
+            ax[0, 1].plot(range(1, len(runs[0]['beta_steps']) + 1), runs[0]['beta_steps'], label=f'β, {lab}', lw=1.2)
+    for online, a in panels.items():
+        if sft0 is not None: a.axhline(sft0, ls='--', c='#4a7bb7', lw=1, label='SFT v2 (best val, mean)')
+        a.set_title(('online variants (samples scored in training)' if online else 'offline variants (beams only)')
+                    + ': validation info score, mean of seeds', fontsize=10)
+        a.set_xlabel('post-training epoch'); a.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
+        a.legend(fontsize=8, loc='upper center', bbox_to_anchor=(0.5, -0.12), ncol=2)
+    ax[0, 1].set_title('KL coefficient β during GRPO (first seed)', fontsize=10); ax[0, 1].set_xlabel('GRPO step (subsampled)'); ax[0, 1].legend(fontsize=8)
+    ax[0, 0].xaxis.set_major_locator(plt.MaxNLocator(integer=True))
+    for x in ax.flat: x.grid(alpha=0.3)
+    fig.tight_layout(); _save(fig, path, dpi=70)  # four panels: ~100 KB
 
 def fig_adv(res, path):
     "Advantage histograms of the last GRPO epoch (first seed): z-score vs no-std vs online vs hybrid"
     plt = _plt()
-    which = [('v3', 'v3: z-score, 5 offline beams'), ('no_std', 'no-std advantage'), ('online', 'online, 8 samples'), ('hybrid', 'hybrid, 8 samples + 5 beams')]
+    which = [('v3', 'v3-offline: z-score, 5 offline beams'), ('no_std', 'no-std advantage'), ('online', 'online, 8 samples'), ('hybrid', 'hybrid, 8 samples + 5 beams')]
     fig, axs = plt.subplots(1, len(which), figsize=(14, 3), sharey=False)
     s0 = str(res['seeds'][0])
     for ax, (v, lab) in zip(axs, which):
@@ -470,7 +487,7 @@ def fig_online(res, path):
     rows = {r['method']: r for r in res['online']}
     per_q = np.mean([d['per_query'] for d in res['beam_data_scorer_calls'].values()])
     fig, ax = plt.subplots(figsize=(7, 3.8))
-    pts = [('SFT v2', None), ('v3 (RCE+GRPO)', 'v3')] + [(VARIANT_LABELS[v], v) for v in ONLINE]
+    pts = [('SFT v2', None), (V3_OFFLINE, 'v3')] + [(VARIANT_LABELS[v], v) for v in ONLINE]
     for i, (m, v) in enumerate(pts):
         if m not in rows: continue
         runs = [r for r in (res['runs'].get(v) or {}).values() if r] if v else []
@@ -494,8 +511,10 @@ def all_figures(res, work, out):
     if len(sw) > 1:
         by = {r['shot']: [dict(method=m, **v) for m, v in r.items() if m != 'shot'] for r in sw}
         plot_shots(by, out/'shots.png')
-    v3 = run_dir(work, res['seeds'][0], 'v3')/'curves.png'
-    if v3.is_file(): shutil.copy(v3, out/'curves_v3_seed0.png')
+    v3 = run_dir(work, res['seeds'][0], 'v3')/'metrics.jsonl'
+    if v3.is_file():  # drawn anew (not the run's own curves.png) so the figure follows the current plot_curves
+        from lever_plus.curves import plot_curves
+        plot_curves(v3, out/'curves_v3_seed0.png')
 
 # ---------------------------------------------------------------------------------------------------------
 # notebooks: re-run the results page (and the explorer's docs figure) so their saved outputs match the JSON
