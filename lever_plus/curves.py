@@ -23,16 +23,14 @@ def _note(ax, text:str):
 
 def plot_curves(metrics_path, png_path=None):
     "Plot the training curves of a run; saves to `png_path` when given, returns the figure"
-    import matplotlib
-    if png_path is not None: matplotlib.use('Agg', force=False)
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # not pyplot: no global state, no backend switch (an inline backend keeps working)
     from matplotlib.ticker import MaxNLocator
     rows = read_metrics(metrics_path)
     cf = Path(metrics_path).parent/'config.json'
     cfg = json.loads(cf.read_text()) if cf.is_file() else {}
     control, online = cfg.get('control', {}), cfg.get('grpo', {}).get('online_samples', 0) > 0
     steps, eps = [r for r in rows if r['kind'] == 'step'], [r for r in rows if r['kind'] == 'epoch']
-    fig, ax = plt.subplots(2, 3, figsize=(14, 7))
+    fig = Figure(figsize=(14, 7)); ax = fig.subplots(2, 3)
     def series(key, rs=steps): return [r['step'] for r in rs if r.get(key) is not None], [r[key] for r in rs if r.get(key) is not None]
     for st in dict.fromkeys(r['stage'] for r in steps):
         ax[0, 0].plot(*series('loss', [r for r in steps if r['stage'] == st]), label=st, lw=0.8)
@@ -70,5 +68,5 @@ def plot_curves(metrics_path, png_path=None):
     for a in (ax[0, 0], ax[0, 1], ax[0, 2], ax[1, 0]): a.set_xlabel('step')
     ax[1, 1].set_xlabel('advantage')
     fig.tight_layout()
-    if png_path is not None: fig.savefig(png_path, dpi=80); plt.close(fig)
+    if png_path is not None: fig.savefig(png_path, dpi=80)
     return fig

@@ -230,11 +230,9 @@ def plot_eval(rows:list, # `evaluate_methods` / `summarize_seeds` rows
               title:str|None=None, # figure title
              ): # the matplotlib figure
     "Bar chart of info score and VQA accuracy per method with 95 % CIs"
-    import matplotlib
-    if png is not None: matplotlib.use('Agg', force=False)
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # not pyplot: no global state, no backend switch
     names = [r['method'] for r in rows][::-1]
-    fig, axs = plt.subplots(1, 2, figsize=(11, 0.42 * len(rows) + 1.3), sharey=True)
+    fig = Figure(figsize=(11, 0.42 * len(rows) + 1.3)); axs = fig.subplots(1, 2, sharey=True)
     for ax, key, lab in ((axs[0], 'info', 'info score'), (axs[1], 'acc', 'VQA accuracy')):
         rs = rows[::-1]
         m = np.array([r[key] for r in rs])
@@ -249,7 +247,7 @@ def plot_eval(rows:list, # `evaluate_methods` / `summarize_seeds` rows
         ax.set_xlabel(f'{lab} (95 % CI)'); ax.grid(axis='x', alpha=0.3)
     if title: fig.suptitle(title, fontsize=11)
     fig.tight_layout()
-    if png is not None: fig.savefig(png, dpi=80); plt.close(fig)
+    if png is not None: fig.savefig(png, dpi=80)
     return fig
 
 # %% ../nbs/12_eval.ipynb #76cff18d
@@ -372,10 +370,8 @@ def run_eval(ckpts:list, # selector checkpoint folders of any version (or run fo
 def plot_shots(by_shot:dict, # {S: rows} as `run_eval` returns them
                png=None, key:str='info'):
     "Info score (or accuracy) of each method against the shot number, with 95 % CIs"
-    import matplotlib
-    if png is not None: matplotlib.use('Agg', force=False)
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(6.5, 4))
+    from matplotlib.figure import Figure  # not pyplot: no global state, no backend switch
+    fig = Figure(figsize=(6.5, 4)); ax = fig.subplots()
     names = list(dict.fromkeys(r['method'] for rows in by_shot.values() for r in rows))
     for i, n in enumerate(names):
         pts = [(S, r) for S, rows in sorted(by_shot.items()) for r in rows if r['method'] == n]
@@ -386,5 +382,5 @@ def plot_shots(by_shot:dict, # {S: rows} as `run_eval` returns them
     ax.set_xlabel('shots S'); ax.set_ylabel(f'{"info score" if key == "info" else "VQA accuracy"} (95 % CI)')
     ax.set_xticks(sorted(by_shot)); ax.grid(alpha=0.3); ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
-    if png is not None: fig.savefig(png, dpi=80); plt.close(fig)
+    if png is not None: fig.savefig(png, dpi=80)
     return fig
