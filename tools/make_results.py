@@ -519,21 +519,8 @@ def all_figures(res, work, out):
 # ---------------------------------------------------------------------------------------------------------
 # notebooks: re-run the results page (and the explorer's docs figure) so their saved outputs match the JSON
 
-def run_notebook(path:Path, keep=lambda cell: True):
-    "Execute a notebook in its folder, keep the outputs of the cells `keep` accepts, save it and nbdev_clean it"
-    import os, subprocess
-    from execnb.nbio import read_nb, write_nb
-    from execnb.shell import CaptureShell
-    cwd = os.getcwd(); os.chdir(path.parent)
-    try:
-        nb = read_nb(path); sh = CaptureShell(mpl_format='png'); sh.run_all(nb, exc_stop=True)  # plain PNG: half the size of 'retina'
-    finally: os.chdir(cwd)
-    for c in nb.cells:
-        if c.cell_type == 'code' and not keep(c): c.outputs = []
-    write_nb(nb, path)
-    subprocess.run(['nbdev_clean', '--fname', str(path)], cwd=ROOT, check=True)
-
 def stage_notebooks(a):
+    from run_notebooks import run_notebook  # tools/run_notebooks.py, beside this file
     run_notebook(ROOT/'nbs'/'results.ipynb')
     run_notebook(ROOT/'nbs'/'15_explore.ipynb', keep=lambda c: c.source.startswith('# docs figure'))
     say('re-ran nbs/results.ipynb and the docs figure of nbs/15_explore.ipynb')
