@@ -489,15 +489,22 @@ def _shared_css(html_:str, page, config) -> str:
         return f'<link rel="stylesheet" href="{up}{name}">'
     return re.sub(r'<style[^>]*>(.*?)</style>', repl, html_, flags=re.S)
 
-_re_md_highlight = re.compile(r'(<div class="highlight"><pre>(?:<span></span>)?)(.*?)(</pre>)', re.S)
+_re_md_pre = re.compile(r'(<div class="highlight">)<pre>((?:<span></span>)?)(.*?)</pre>|<pre><code>', re.S)
 
 def code_in_markdown(html_:str) -> str:
     """Fenced code with a language in markdown cells is rendered `<pre><span>…` without `<code>`: wrap it in
-    `<code>` so the theme gives it a copy button (`content.code.copy` acts on `pre > code`). Only markdown
-    cells: show_doc signatures (outputs) stay plain, wrapped at their parameters."""
+    `<code>` so the theme gives it a copy button (`content.code.copy` acts on `pre > code`), and give every
+    code block of a markdown cell its own `id` (the theme names the button's target after the closest
+    element with an id, else the cell's `cell-id=…`, shared by the cell's blocks and not a valid selector).
+    Only markdown cells: show_doc signatures (outputs) stay plain, wrapped at their parameters."""
+    n = 0
+    def fix(m):
+        nonlocal n
+        n += 1
+        if m.group(1) is None: return f'<pre id="md-code-{n}"><code>'
+        return f'{m.group(1)}<pre id="md-code-{n}">{m.group(2)}<code>{m.group(3)}</code></pre>'
     parts = re.split(r'(?=<div class="jp-Cell )', html_)
-    return ''.join(_re_md_highlight.sub(r'\1<code>\2</code>\3', p) if 'jp-MarkdownCell' in p[:200] else p
-                   for p in parts)
+    return ''.join(_re_md_pre.sub(fix, p) if 'jp-MarkdownCell' in p[:200] else p for p in parts)
 
 def on_page_content(html_:str, page, config, files, **kwargs) -> str:
     "MkDocs hook: heading ids + table of contents from the rendered notebook, no CDN loaders, shared CSS"
