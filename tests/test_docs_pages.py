@@ -1,7 +1,7 @@
 """The reference pages stay true to the code: every key a real run writes to metrics.jsonl is documented on
 nbs/metrics.ipynb, every config field is in nbs/configuration.ipynb's saved table, and the example config
 shipped in the package loads and is part of the wheel's package data."""
-import configparser, dataclasses, json, re
+import dataclasses, json, re
 from pathlib import Path
 
 import pytest
@@ -63,9 +63,13 @@ def test_example_config_loads():
         for k, v in fields.items(): assert getattr(getattr(cfg, sec), k) == v, f'{sec}.{k}'
     assert cfg.data.beam_data == 'data/beams_train.json' and cfg.curriculum.grpo_epochs == 3
 
-def test_example_config_is_package_data():
-    cp = configparser.ConfigParser(delimiters=['='])
-    cp.read(ROOT/'settings.ini')
-    pats = cp['DEFAULT'].get('package_data', '').split()
+def test_example_config_is_package_data(monkeypatch):
+    "setup.py (run with setuptools.setup replaced) passes settings.ini's package_data, which matches the example"
+    import runpy, setuptools
+    got = {}
+    monkeypatch.setattr(setuptools, 'setup', lambda **kw: got.update(kw))
+    monkeypatch.chdir(ROOT)
+    runpy.run_path(str(ROOT/'setup.py'))
+    pats = got.get('package_data', {}).get('lever_plus', [])
     assert any(EXAMPLE in (ROOT/'lever_plus').glob(p) for p in pats), \
-        f'settings.ini package_data {pats} does not ship {EXAMPLE.relative_to(ROOT)} in the wheel'
+        f'the wheel does not ship {EXAMPLE.relative_to(ROOT)}: package_data {pats} (settings.ini package_data, setup.py)'
