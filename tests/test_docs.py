@@ -61,14 +61,37 @@ def site(tmp_path_factory):
     assert (modidx.stat().st_mtime_ns, (ROOT/'_proc').exists(), (ROOT/'.cache').exists()) == before
     return out
 
+def _nav_config():
+    "[(section, [(notebook, label)])] of tools/mkdocs_template.yml, the notebooks that exist"
+    import yaml
+    tmpl = yaml.safe_load((ROOT/'tools'/'mkdocs_template.yml').read_text(encoding='utf-8'))
+    return [(sec, [(nb, label) for nb, label, _ in items if (NBS/nb).exists()]) for sec, items in bd.nav_sections(tmpl)]
+
+def _page(nb:str) -> str: return 'index.html' if nb == 'index.ipynb' else f'{bd.page_name(Path(nb))}.html'
+
 def test_index_page(site):
     page = site/'index.html'
     assert page.exists()
     src = page.read_text(encoding='utf-8')
     assert has_h1(src, nb_title(NBS/'index.ipynb'))
-    nav = re.findall(r'<a href="([^"#]+\.html)" class="md-nav__link', src)   # the sidebar, in reading order
-    pages = [f'{bd.page_name(p)}.html' for p in NUMBERED]
-    assert [p for p in nav if p in pages] == pages, f'sidebar {nav} should list {pages} in order'
+    # the sidebar, in reading order: (page, label) of every link, and the section headings
+    links = [(p, html.unescape(t)) for p, t in re.findall(
+        r'<a href="([^"#]+\.html)" class="md-nav__link[^"]*">\s*<span class="md-ellipsis">\s*(.*?)\s*</span>', src, re.S)]
+    sections = [html.unescape(t) for t in re.findall(
+        r'<label class="md-nav__link" for="__nav_\d+" id="__nav_\d+_label"[^>]*>\s*<span class="md-ellipsis">\s*(.*?)\s*</span>', src, re.S)]
+    conf = _nav_config()
+    want = [(_page(nb), label) for _, items in conf for nb, label in items]
+    assert links == want, f'sidebar {links} should be {want}'
+    assert sections == [sec for sec, items in conf if items]
+    # every notebook exactly once, under a readable label (not its file name)
+    listed = [nb for _, items in conf for nb, _ in items]
+    assert sorted(listed) == sorted(p.name for p in NBS.glob('*.ipynb')) and len(set(listed)) == len(listed)
+    assert not [l for _, l in want if re.match(r'^\d+[a-z]?_', l) or l.endswith('.ipynb')]
+    # Start opens the site; numbered notebooks keep their relative order inside each section
+    assert conf[0][0] == 'Start' and conf[0][1][0][0] == 'index.ipynb'
+    for _, items in conf:
+        nums = [nb for nb, _ in items if re.match(r'\d', nb)]
+        assert nums == sorted(nums)
 
 @pytest.mark.parametrize('nb', NUMBERED, ids=[p.stem for p in NUMBERED])
 def test_module_page(site, nb):
@@ -227,3 +250,122 @@ def test_refuses_foreign_out_dir(tmp_path):
     (tmp_path/'notes.txt').write_text('mine')
     with pytest.raises(SystemExit, match='not an earlier docs build'): bd._check_out(tmp_path)
     with pytest.raises(SystemExit, match='refusing'): bd._check_out(ROOT)
+
+# ---------------------------------------------------------------------------------------------------------
+# formulas (KaTeX), layout and copy buttons, in a headless browser after the page's scripts ran
+
+def _katex_in_site(site) -> bool: return (site/'assets'/'katex'/'katex.min.js').exists()
+
+_PROBE = '''<script>window.addEventListener('load', () => {
+  const q = s => document.querySelector(s), w = e => e ? Math.round(e.getBoundingClientRect().width) : null;
+  const tables = [...document.querySelectorAll('.jp-RenderedHTMLCommon table')];
+  const out = document.createElement('pre'); out.id = 'PROBE';
+  out.textContent = JSON.stringify({content: w(q('.md-content')), page: document.documentElement.scrollWidth,
+    window: window.innerWidth, tables_inside: tables.every(t => t.getBoundingClientRect().right <= q('.md-content').getBoundingClientRect().right + 1),
+    copy_buttons: new Set([...document.querySelectorAll('.jp-MarkdownCell pre > nav button[data-md-type="copy"]')]
+      .map(b => { try { return document.querySelector(b.dataset.clipboardTarget); } catch (e) { return null; } })
+      .filter(t => t && t.tagName === 'CODE')).size});   // distinct code blocks a copy button copies
+  document.body.appendChild(out); });</script>'''
+
+def browser_dom(site, page:str, tmp_path, size='1920,1080') -> tuple:
+    "(DOM after the scripts ran, the probe's measurements) of a copy of `page` that measures the layout"
+    src = (site/page).read_text(encoding='utf-8')
+    probe = site/f'_probe_{page}'
+    probe.write_text(src.replace('</body>', _PROBE + '</body>'), encoding='utf-8')
+    try:
+        cmd = [CHROMIUM, '--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',
+               '--disable-component-update', '--disable-sync', f'--user-data-dir={tmp_path/"profile"}',
+               '--virtual-time-budget=5000', f'--window-size={size}', '--dump-dom', probe.as_uri()]
+        dom = subprocess.run(cmd, capture_output=True, text=True, timeout=120).stdout
+    finally: probe.unlink()
+    m = re.search(r'<pre id="PROBE">(.*?)</pre>', dom, re.S)
+    assert m, f'{page}: the page did not finish loading in the browser'
+    return dom, json.loads(html.unescape(m.group(1)))
+
+def text_outside(dom:str, cls:str) -> str:
+    "Visible text of `dom` outside elements whose class list holds `cls` (and outside script/style)"
+    from html.parser import HTMLParser
+    class P(HTMLParser):
+        def __init__(s): super().__init__(); s.stack, s.out = [], []
+        def handle_starttag(s, tag, attrs):
+            if tag in ('br', 'img', 'input', 'meta', 'link', 'hr', 'wbr', 'source', 'path'): return
+            s.stack.append(tag in ('script', 'style') or cls in (dict(attrs).get('class') or '').split())
+        def handle_endtag(s, tag):
+            if tag not in ('br', 'img', 'input', 'meta', 'link', 'hr', 'wbr', 'source', 'path') and s.stack: s.stack.pop()
+        def handle_data(s, data):
+            if not any(s.stack): s.out.append(data)
+    p = P(); p.feed(dom)
+    return ' '.join(p.out)
+
+def test_math_source_kept(site):
+    "The markdown renderer leaves the formulas as typed, for KaTeX to find"
+    src = (site/'sim.html').read_text(encoding='utf-8')
+    assert r'$c \in \mathbb{R}^{d_c}$' in src and '$$' in src
+    if _katex_in_site(site):
+        assert 'assets/katex/katex.min.js' in src and any((site/'assets'/'katex'/'fonts').glob('*.woff2'))
+
+@pytest.mark.skipif(CHROMIUM is None, reason='no chromium installed (apt-get install chromium)')
+def test_math_rendered(site, tmp_path):
+    if not _katex_in_site(site): pytest.skip('KaTeX could not be fetched when the site was built (see its warning)')
+    dom, m = browser_dom(site, 'sim.html', tmp_path)
+    n = dom.count('class="katex"')
+    assert n > 20, f'sim.html: {n} rendered formulas'
+    assert 'class="katex-display"' in dom                      # $$…$$ blocks too
+    assert 'katex-error' not in dom
+    rest = text_outside(dom, 'katex')
+    assert '\\mathbb' not in rest and '$c \\in' not in rest, 'raw LaTeX left outside the rendered formulas'
+
+@pytest.mark.skipif(CHROMIUM is None, reason='no chromium installed (apt-get install chromium)')
+def test_layout_1920(site, tmp_path):
+    "At 1920 px: a wide text column, no horizontal page scroll, tables inside the column, copy buttons on code"
+    _, m = browser_dom(site, 'configuration.html', tmp_path)
+    assert m['content'] >= 1100, m                              # was ~730 px with the theme's default grid
+    assert m['page'] <= m['window'] and m['tables_inside'], m
+    _, q = browser_dom(site, 'quickstart.html', tmp_path)
+    assert q['copy_buttons'] >= 5, q                            # the five commands' code blocks
+
+def test_signatures_clean(site):
+    assert bd.clean_signature('f(x:NoneType=None, y:int|None=None, z: NoneType = None)') == 'f(x=None, y:int|None=None, z=None)'
+    bad = [p.name for p in _site_files(site, '.html') if 'NoneType' in page_text(p)]
+    assert not bad, f'show_doc signatures with NoneType in {bad}'
+
+def test_code_in_markdown():
+    md_cell = ('<div class="jp-Cell jp-MarkdownCell jp-Notebook-cell"><div class="highlight"><pre><span></span>'
+               '<span class="n">x</span></pre></div></div>')
+    out_cell = '<div class="jp-Cell jp-CodeCell jp-Notebook-cell"><div class="highlight"><pre><span></span>def f()</pre></div></div>'
+    res = bd.code_in_markdown(md_cell + out_cell)
+    assert '<pre id="md-code-1"><span></span><code><span class="n">x</span></code></pre>' in res
+    assert res.endswith(out_cell)                               # show_doc signatures in outputs stay as they are
+    two = bd.code_in_markdown('<div class="jp-Cell jp-MarkdownCell"><pre><code>a</code></pre><pre><code>b</code></pre></div>')
+    assert 'id="md-code-1"><code>a' in two and 'id="md-code-2"><code>b' in two
+
+def test_grouped_nav():
+    tmpl = {bd.NAV_KEY: [{'Start': [{'index.ipynb': 'Overview'}, {'cmds.ipynb': {'title': 'Commands', 'optional': True}}]},
+                         {'Parts': [{'00_core.ipynb': 'Core'}]}]}
+    pages = [('index.ipynb', 'index.ipynb'), ('00_core.ipynb', 'core.ipynb')]
+    assert bd.grouped_nav(tmpl, pages) == [{'Start': [{'Overview': 'index.ipynb'}]}, {'Parts': [{'Core': 'core.ipynb'}]}]
+    with pytest.raises(SystemExit, match='nbs/extra.ipynb is not in the sidebar'):
+        bd.grouped_nav(tmpl, pages + [('extra.ipynb', 'extra.ipynb')])
+    with pytest.raises(SystemExit, match='listed but there is no nbs/00_core.ipynb'):
+        bd.grouped_nav(tmpl, pages[:1])
+    tmpl[bd.NAV_KEY][1]['Parts'].append({'index.ipynb': 'Again'})
+    with pytest.raises(SystemExit, match='index.ipynb is listed twice'): bd.grouped_nav(tmpl, pages)
+
+def test_katex_unavailable(tmp_path, monkeypatch, capsys):
+    "No registry at build time: no KaTeX, one warning line, and the build goes on"
+    def offline(dest): raise OSError('network is unreachable')
+    monkeypatch.setattr(bd, '_download_katex', offline)
+    assert bd.fetch_katex(tmp_path/'katex') is None
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith('warning: KaTeX') and 'network is unreachable' in err[0]
+    assert not (tmp_path/'katex').exists()
+
+def test_katex_tarball_checked(tmp_path):
+    "A tarball that is not the pinned one is refused (sha512), and nothing is extracted"
+    import tarfile, io
+    tgz = tmp_path/'katex.tgz'
+    with tarfile.open(tgz, 'w:gz') as tf:
+        data = b'alert(1)'; info = tarfile.TarInfo('package/dist/katex.min.js'); info.size = len(data)
+        tf.addfile(info, io.BytesIO(data))
+    with pytest.raises(RuntimeError, match='expected sha512'): bd._extract_katex(tgz, tmp_path/'out')
+    assert not (tmp_path/'out').exists()

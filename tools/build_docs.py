@@ -18,12 +18,19 @@ The site is built in three steps, all inside one temp dir that is deleted afterw
    fenced-div callouts become HTML that MkDocs' theme styles; absolute links to our own docs become
    relative; `#| echo: false` cells get the `remove_input` tag; nbdev's reversed show_doc order is put
    back into source order.
+   show_doc signatures lose nbdev's `x:NoneType=None` for untyped parameters (`x=None`).
 3. MkDocs + mkdocs-material + mkdocs-jupyter render the plain notebooks (tools/mkdocs_template.yml:
-   nothing executed, nothing loaded from the internet, strict). This file is also the MkDocs hook
-   module: `on_page_content` gives every heading a pandoc-style id (the anchors nbdev's `core.html#name`
-   links expect), builds the page's table of contents from the rendered headings (so show_doc entries are
-   listed), and removes the MathJax/Mermaid loaders that would fetch scripts from a CDN (so `$…$` math
-   shows as typed: write formulas in plain text/Unicode, as the notebooks do).
+   nothing executed, nothing loaded from the internet, strict). The sidebar is the template's
+   `lever_plus_nav`: sections of notebooks with the labels the sidebar shows (every notebook listed once).
+   This file is also the MkDocs hook module: `on_page_content` gives every heading a pandoc-style id (the
+   anchors nbdev's `core.html#name` links expect), builds the page's table of contents from the rendered
+   headings (so show_doc entries are listed), removes the MathJax/Mermaid loaders that would fetch scripts
+   from a CDN, and wraps fenced code of markdown cells in `<code>` (the theme's copy button needs it).
+
+Formulas (`$…$`, `$$…$$` in markdown) are rendered in the browser by KaTeX, whose files are copied into the
+site (assets/katex/): the pinned npm tarball (KATEX_VERSION, checked against its sha512) is fetched once
+with `npm pack` (or from registry.npmjs.org when npm is missing) into ~/.cache/lever_plus/katex-<version>.
+Without network and cache the site is still built, with a one-line warning, and formulas show as typed.
 
 README.md is made from nbs/index.ipynb directly (markdown as-is, hidden cells dropped, code cells as
 ```python blocks with their text outputs), deterministically, so CI can check it with --check_readme.
@@ -244,7 +251,7 @@ class Converter:
                 data = {k: v for k, v in data.items() if 'jupyter.widget' not in k}  # needs JS from a CDN
                 if not data: continue
                 if 'text/markdown' in data:
-                    data['text/markdown'] = self.markdown(_text(data['text/markdown']), depth)
+                    data['text/markdown'] = clean_signature(self.markdown(_text(data['text/markdown']), depth))
                 if 'text/html' in data: data['text/html'] = self.links(_text(data['text/html']), depth)
                 o = {**o, 'data': data}
             res.append(o)
@@ -276,6 +283,12 @@ class Converter:
         meta = {k: v for k, v in nb.get('metadata', {}).items() if k != 'widgets'}
         return {**nb, 'cells': cells, 'metadata': meta}, title
 
+_re_none_sig = re.compile(r'(\b\w+):\s*NoneType\s*=\s*None\b')
+
+def clean_signature(md:str) -> str:
+    "show_doc writes an untyped parameter whose default is None as `x:NoneType=None`: make it `x=None`"
+    return _re_none_sig.sub(r'\1=None', md)
+
 def _md_cell(src:str) -> dict: return {'cell_type': 'markdown', 'metadata': {}, 'source': src}
 
 def _showdoc_key(c):
@@ -306,7 +319,7 @@ def _nb_order(rel:Path):
     return (0 if s == 'index.ipynb' else 1 if re.match(r'\d', rel.name) else 2, s)
 
 def plain_notebooks(proc:Path, docs:Path, cfg:dict) -> list:
-    "Convert every processed notebook under `proc` into `docs`; returns the nav as [(title, page path)]"
+    "Convert every processed notebook under `proc` into `docs`; returns [(notebook path, page path)]"
     nbs = sorted((p.relative_to(proc) for p in proc.rglob('*.ipynb')
                   if not any(x.startswith(('.', '_')) for x in p.relative_to(proc).parts)), key=_nb_order)
     pages = {}
@@ -322,8 +335,7 @@ def plain_notebooks(proc:Path, docs:Path, cfg:dict) -> list:
         plain, title = conv(nb, depth=len(Path(pages[rel.name]).parts) - 1)
         dest.parent.mkdir(parents=True, exist_ok=True)
         dest.write_text(json.dumps(plain, indent=1, ensure_ascii=False), encoding='utf-8')
-        label = 'Overview' if rel.as_posix() == 'index.ipynb' else str(title or page_name(rel))
-        nav.append((label, pages[rel.name]))
+        nav.append((rel.as_posix(), pages[rel.name]))
     for p in proc.rglob('*'):   # images the notebooks' markdown refers to
         if p.is_file() and p.suffix.lower() in ASSET_EXTS:
             (docs/p.relative_to(proc)).parent.mkdir(parents=True, exist_ok=True)
@@ -331,17 +343,122 @@ def plain_notebooks(proc:Path, docs:Path, cfg:dict) -> list:
     return nav
 
 # ---------------------------------------------------------------------------------------------------------
+# KaTeX: formulas rendered in the browser from files inside the site
+
+KATEX_VERSION = '0.16.22'       # pinned: the npm tarball must have this sha512 (npm's `dist.integrity`)
+KATEX_INTEGRITY = 'sha512-XCHRdUw4lf3SKBaJe4EvgqIuWwkPSo9XoeO8GjQW94Bp7TWv9hNhzZjZ+OH9yf1UmLygb7DIT5GSFQiyt16zYg=='
+KATEX_URL = 'https://registry.npmjs.org/katex/-/katex-{v}.tgz'
+KATEX_FILES = ('katex.min.css', 'katex.min.js', 'contrib/auto-render.min.js')   # under the package's dist/
+KATEX_INIT = TOOLS/'katex_init.js'
+
+def katex_cache() -> Path:
+    "Where the extracted KaTeX dist/ is kept between builds: ~/.cache/lever_plus/katex-<version>"
+    base = Path(os.environ.get('XDG_CACHE_HOME') or Path.home()/'.cache')
+    return base/'lever_plus'/f'katex-{KATEX_VERSION}'
+
+def _katex_complete(d:Path) -> bool:
+    return all((d/f).is_file() for f in KATEX_FILES) and any((d/'fonts').glob('*.woff2'))
+
+def _download_katex(dest:Path) -> Path:
+    "The pinned KaTeX tarball, by `npm pack` (npm's registry and proxy settings) or else straight from npmjs.org"
+    if shutil.which('npm'):
+        r = subprocess.run(['npm', 'pack', f'katex@{KATEX_VERSION}', '--pack-destination', str(dest), '--silent'],
+                           capture_output=True, text=True, timeout=180)
+        tgz = dest/f'katex-{KATEX_VERSION}.tgz'
+        if r.returncode == 0 and tgz.is_file(): return tgz
+        err = (r.stderr or r.stdout).strip().splitlines()
+        raise RuntimeError(f'npm pack failed: {err[-1] if err else "exit " + str(r.returncode)}')
+    import urllib.request
+    tgz = dest/f'katex-{KATEX_VERSION}.tgz'
+    with urllib.request.urlopen(KATEX_URL.format(v=KATEX_VERSION), timeout=60) as f: tgz.write_bytes(f.read())
+    return tgz
+
+def _extract_katex(tgz:Path, dest:Path):
+    "Check the tarball's sha512 against the pin, then extract dist/{css, js, auto-render, fonts} into `dest`"
+    import base64, tarfile
+    got = 'sha512-' + base64.b64encode(hashlib.sha512(tgz.read_bytes()).digest()).decode()
+    if got != KATEX_INTEGRITY: raise RuntimeError(f'{tgz.name} has {got[:20]}…, expected {KATEX_INTEGRITY[:20]}…')
+    part = dest.with_name(dest.name + '.part')
+    shutil.rmtree(part, ignore_errors=True)
+    with tarfile.open(tgz) as tf:
+        for m in tf.getmembers():
+            rel = m.name[len('package/dist/'):] if m.name.startswith('package/dist/') else None
+            if not rel or not m.isfile() or '..' in Path(rel).parts: continue
+            if rel in KATEX_FILES or (rel.startswith('fonts/') and '/' not in rel[len('fonts/'):]):
+                (part/rel).parent.mkdir(parents=True, exist_ok=True)
+                (part/rel).write_bytes(tf.extractfile(m).read())
+    if not _katex_complete(part): raise RuntimeError(f'{tgz.name} lacks {", ".join(KATEX_FILES)} or fonts/')
+    shutil.rmtree(dest, ignore_errors=True)
+    part.rename(dest)
+
+def fetch_katex(cache:Path=None):
+    "KaTeX's dist/ folder (from the cache, else fetched from the npm registry); None, with a one-line warning, if it cannot be had"
+    d = Path(cache) if cache else katex_cache()
+    if _katex_complete(d): return d
+    try:
+        d.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory() as t: _extract_katex(_download_katex(Path(t)), d)
+        return d
+    except Exception as e:
+        msg = ' '.join(str(e).split()) or type(e).__name__
+        print(f'warning: KaTeX {KATEX_VERSION} not available ({msg[:200]}): formulas are shown as LaTeX source',
+              file=sys.stderr)
+        return None
+
+# ---------------------------------------------------------------------------------------------------------
 # step 3: MkDocs
 
-def mkdocs_config(tmp:Path, cfg:dict, nav:list) -> Path:
-    "Fill in tools/mkdocs_template.yml and write it into `tmp`"
+NAV_KEY = 'lever_plus_nav'   # the template's grouped sidebar (notebook -> label), turned into MkDocs' `nav`
+
+def nav_sections(template:dict) -> list:
+    "The template's `lever_plus_nav` as [(section, [(notebook, label, optional)])]"
+    res = []
+    for sec in template.get(NAV_KEY) or []:
+        (name, items), = sec.items()
+        entries = []
+        for it in items:
+            (nb, v), = it.items()
+            v = v if isinstance(v, dict) else {'title': v}
+            entries.append((nb, str(v['title']), bool(v.get('optional', False))))
+        res.append((str(name), entries))
+    return res
+
+def grouped_nav(template:dict, pages:list) -> list:
+    """MkDocs' nav from the template's sections; `pages` is [(notebook path under nbs/, page path)].
+    Every notebook must be listed exactly once; a listed notebook that does not exist must be `optional`."""
+    secs = nav_sections(template)
+    if not secs: return [{t: p} for t, p in pages]
+    have, listed, errs, nav = dict(pages), [], [], []
+    for name, entries in secs:
+        items = []
+        for nb, label, optional in entries:
+            if nb in listed: errs.append(f'{nb} is listed twice')
+            listed.append(nb)
+            if nb in have: items.append({label: have[nb]})
+            elif not optional: errs.append(f'{nb} is listed but there is no nbs/{nb}')
+        if items: nav.append({name: items})
+    errs += [f'nbs/{nb} is not in the sidebar' for nb in have if nb not in listed]
+    if errs: sys.exit(f'{NAV_KEY} in {TEMPLATE.relative_to(ROOT)}: ' + '; '.join(errs) +
+                      ' (list every notebook once, with the label the sidebar shows)')
+    return nav
+
+def mkdocs_config(tmp:Path, cfg:dict, nav:list, katex:Path=None) -> Path:
+    "Fill in tools/mkdocs_template.yml and write it into `tmp`; with `katex` (its dist/ folder) formulas render"
     import yaml
     mk = yaml.safe_load(TEMPLATE.read_text(encoding='utf-8'))
+    assets = tmp/'docs'/'assets'
+    assets.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(EXTRA_CSS, assets/'docs_extra.css')
+    css, js = ['assets/docs_extra.css'], []
+    if katex:
+        shutil.copytree(katex, assets/'katex', dirs_exist_ok=True)
+        shutil.copy2(KATEX_INIT, assets/'katex_init.js')
+        css.insert(0, 'assets/katex/katex.min.css')
+        js = ['assets/katex/katex.min.js', 'assets/katex/contrib/auto-render.min.js', 'assets/katex_init.js']
     mk.update(site_name=cfg.get('title') or cfg['lib_name'], site_description=cfg.get('description', ''),
-              docs_dir=str(tmp/'docs'), site_dir=str(tmp/'site'), nav=[{t: p} for t, p in nav],
-              hooks=[str(Path(__file__).resolve())], extra_css=['assets/docs_extra.css'])
-    (tmp/'docs'/'assets').mkdir(parents=True, exist_ok=True)
-    shutil.copy2(EXTRA_CSS, tmp/'docs'/'assets'/'docs_extra.css')
+              docs_dir=str(tmp/'docs'), site_dir=str(tmp/'site'), nav=grouped_nav(mk, nav),
+              hooks=[str(Path(__file__).resolve())], extra_css=css, extra_javascript=js)
+    mk.pop(NAV_KEY, None)
     path = tmp/'mkdocs.yml'
     path.write_text(yaml.safe_dump(mk, sort_keys=False, allow_unicode=True), encoding='utf-8')
     return path
@@ -372,10 +489,28 @@ def _shared_css(html_:str, page, config) -> str:
         return f'<link rel="stylesheet" href="{up}{name}">'
     return re.sub(r'<style[^>]*>(.*?)</style>', repl, html_, flags=re.S)
 
+_re_md_pre = re.compile(r'(<div class="highlight">)<pre>((?:<span></span>)?)(.*?)</pre>|<pre><code>', re.S)
+
+def code_in_markdown(html_:str) -> str:
+    """Fenced code with a language in markdown cells is rendered `<pre><span>…` without `<code>`: wrap it in
+    `<code>` so the theme gives it a copy button (`content.code.copy` acts on `pre > code`), and give every
+    code block of a markdown cell its own `id` (the theme names the button's target after the closest
+    element with an id, else the cell's `cell-id=…`, shared by the cell's blocks and not a valid selector).
+    Only markdown cells: show_doc signatures (outputs) stay plain, wrapped at their parameters."""
+    n = 0
+    def fix(m):
+        nonlocal n
+        n += 1
+        if m.group(1) is None: return f'<pre id="md-code-{n}"><code>'
+        return f'{m.group(1)}<pre id="md-code-{n}">{m.group(2)}<code>{m.group(3)}</code></pre>'
+    parts = re.split(r'(?=<div class="jp-Cell )', html_)
+    return ''.join(_re_md_pre.sub(fix, p) if 'jp-MarkdownCell' in p[:200] else p for p in parts)
+
 def on_page_content(html_:str, page, config, files, **kwargs) -> str:
     "MkDocs hook: heading ids + table of contents from the rendered notebook, no CDN loaders, shared CSS"
     from mkdocs.structure.toc import get_toc
     for r in _re_cdn_loaders: html_ = r.sub('', html_)
+    html_ = code_in_markdown(html_)
     html_ = _shared_css(html_, page, config)
     seen, heads = {}, []
     def fix(m):
@@ -402,7 +537,7 @@ def _check_out(out:Path):
         sys.exit(f'{out} exists and is not an earlier docs build (no index.html): not replacing it')
 
 def build_site(out:Path, root:Path=ROOT, verbose:bool=False, keep_tmp:bool=False, times:dict=None) -> list:
-    "Build the whole site into `out`; returns the nav [(title, page)]; phase durations go into `times`"
+    "Build the whole site into `out`; returns [(notebook, page)]; phase durations go into `times`"
     out = Path(out).resolve()
     _check_out(out)
     cfg = read_settings(root)
@@ -414,7 +549,7 @@ def build_site(out:Path, root:Path=ROOT, verbose:bool=False, keep_tmp:bool=False
         t1 = time.time(); times['nbdev'] = t1 - t0
         nav = plain_notebooks(proc, tmp/'docs', cfg)
         if not nav: sys.exit(f'no notebooks found in {root/cfg.get("nbs_path", "nbs")}')
-        mk = mkdocs_config(tmp, cfg, nav)
+        mk = mkdocs_config(tmp, cfg, nav, fetch_katex())
         # NO_MKDOCS_2_WARNING: Material 9.8's end-of-life banner (May 2027; the versions are pinned, see the template)
         env = {**os.environ, 'PYTHONDONTWRITEBYTECODE': '1', 'NO_MKDOCS_2_WARNING': '1'}
         cmd = [sys.executable, '-m', 'mkdocs', 'build', '--strict', '-f', str(mk)] + ([] if verbose else ['-q'])
