@@ -84,10 +84,12 @@ def add_config_flags(p:argparse.ArgumentParser, cls=TrainConfig,
 
 def config_from_args(ns:argparse.Namespace, cls=TrainConfig, base:dict|None=None):
     "Build the config from defaults < `base` (default: the parser's, see `add_config_flags`) < `--config` file < flags, with clear errors"
-    d = json.loads(json.dumps(base if base is not None else getattr(ns, '_config_base', None) or {}))
+    base = base if base is not None else getattr(ns, '_config_base', None) or {}
+    d = json.loads(json.dumps(base))
     if getattr(ns, 'config', None):
-        file_cfg = config_to_dict(load_config(ns.config, cls))
-        for sec, v in file_cfg.items(): d.setdefault(sec, {}).update(v)
+        file_cfg, dflt = config_to_dict(load_config(ns.config, cls)), config_to_dict(cls())
+        for sec, v in file_cfg.items():  # a field the file leaves at the config's default keeps the command's own default
+            d.setdefault(sec, {}).update({k: x for k, x in v.items() if k not in base.get(sec, {}) or x != dflt[sec][k]})
     hints = {sec: typing.get_type_hints(sc) for sec, sc in _sections(cls)}
     for k, v in vars(ns).items():
         if not k.startswith('cfg:'): continue
@@ -511,6 +513,25 @@ def _run_demo(out, seed, quick, sft_epochs, rce_epochs, grpo_epochs, progress, o
 DEMO_SFT_EPOCHS, DEMO_GRPO_EPOCHS = 10, 3  # SFT epochs; offline GRPO epochs of `--offline` (after 1 RCE epoch)
 DEMO_SFT_PATIENCE = 3  # SFT stops after this many epochs without a better validation score
 DEMO_ONLINE_EPOCHS, DEMO_UNLABELED = 3, 2000  # the default v3: online GRPO epochs over labeled + unlabeled queries
+
+def demo_parser()->argparse.ArgumentParser:
+    p = _new_parser(demo_main, '''
+        lever_plus_demo                                             # the main job into runs/demo (~3 minutes on 2 cores)
+        lever_plus_demo --quick --output_dir runs/demo_quick        # a tiny world, few epochs (seconds)
+        lever_plus_demo --offline --output_dir runs/demo_offline    # v3 = RCE + offline GRPO on the beams
+    ''')
+    _output_dir(p, 'data/, sft_v2/, v3/, eval.json, eval.png, report.md', default='runs/demo')
+    p.add_argument('--seed', type=int, default=0, help='seed of the world, the training and the evaluation')
+    p.add_argument('--quick', action='store_true', help='tiny world and few epochs (seconds)')
+    p.add_argument('--sft_epochs', type=int, default=None, help=f'SFT epochs (default: {DEMO_SFT_EPOCHS}, stopping early after '
+                   f'{DEMO_SFT_PATIENCE} without a better validation score; 2 with --quick)')
+    p.add_argument('--rce_epochs', type=int, default=None, help='RCE warm-up epochs (default: 0; 1 with --offline)')
+    p.add_argument('--grpo_epochs', type=int, default=None, help=f'GRPO epochs (default: {DEMO_ONLINE_EPOCHS} online; '
+                   f'{DEMO_GRPO_EPOCHS} with --offline; 1 with --quick)')
+    p.add_argument('--offline', action='store_true', help="v3 = the Lever-Plus recipe's RCE + offline GRPO on the beams (default: online GRPO + unlabeled queries)")
+    p.add_argument('--overwrite', action='store_true', help='replace an earlier demo in --output_dir (otherwise refused)')
+    _no_progress(p)
+    return p
 
 def demo_parser()->argparse.ArgumentParser:
     p = _new_parser(demo_main, '''
