@@ -4,7 +4,7 @@
 
 # %% ../nbs/13_cli.ipynb #0a48eb9f
 from __future__ import annotations
-import argparse, dataclasses, functools, json, sys, time, typing, warnings
+import argparse, dataclasses, functools, json, sys, textwrap, time, typing, warnings
 from dataclasses import fields, is_dataclass
 from pathlib import Path
 from fastcore.docments import docments
@@ -13,10 +13,12 @@ from .core import *
 _docs = functools.cache(docments)  # docments re-parses the source each call: once per class is enough
 
 # %% auto #0
-__all__ = ['DEMO_SFT_EPOCHS', 'DEMO_GRPO_EPOCHS', 'DEMO_SFT_PATIENCE', 'DEMO_ONLINE_EPOCHS', 'DEMO_UNLABELED', 'add_config_flags',
-           'config_from_args', 'make_data_main', 'sft_main', 'grpo_main', 'prepare_vqa_main', 'eval_main',
-           'select_main', 'run_demo', 'demo_main', 'make_data', 'sft', 'grpo', 'demo', 'evaluate', 'prepare_vqa',
-           'select']
+__all__ = ['SFT_SECTIONS', 'GRPO_SECTIONS', 'DEMO_SFT_EPOCHS', 'DEMO_GRPO_EPOCHS', 'DEMO_SFT_PATIENCE', 'DEMO_ONLINE_EPOCHS',
+           'DEMO_UNLABELED', 'HelpFormatter', 'add_config_flags', 'config_from_args', 'parse_config_args',
+           'make_data_parser', 'make_data_main', 'sft_parser', 'sft_main', 'grpo_parser', 'grpo_main',
+           'prepare_vqa_parser', 'prepare_vqa_main', 'eval_parser', 'eval_main', 'select_parser', 'select_main',
+           'run_demo', 'demo_parser', 'demo_main', 'make_data', 'sft', 'grpo', 'demo', 'evaluate', 'prepare_vqa',
+           'select', 'command_parsers', 'command_help']
 
 # %% ../nbs/13_cli.ipynb #88884791
 def _sections(cls=TrainConfig):
@@ -34,27 +36,60 @@ def _parse_value(s:str, tp):
     if tp is str: return s
     return json.loads(s)
 
-def add_config_flags(p:argparse.ArgumentParser, cls=TrainConfig, skip=()):
-    "Add `--section.field` (and unique `--field`) flags for every field of `cls`'s sections"
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    "The commands' `--help`: description and examples as written; each flag says its default, or that it is required"
+    def _get_help_string(self, action):
+        h = action.help or ''
+        if action.required: return h + ' (required)'
+        if '(default' in h or action.default in (None, argparse.SUPPRESS) or action.nargs == 0: return h  # a switch is off unless given
+        return h + ' (default: %(default)s)'
+
+def _shown(v) -> str: # a default as the help shows it (bools as the flag's value text; '' as "empty")
+    if isinstance(v, bool): return str(v).lower()
+    if v == '': return 'empty'
+    return json.dumps(v) if isinstance(v, (list, dict)) else str(v)
+
+def add_config_flags(p:argparse.ArgumentParser, cls=TrainConfig,
+                     skip=(), # field names never offered (e.g. what the package writes itself)
+                     sections=None, # the sections offered: names, or {section: field names | None (all)}; None = every section
+                     required=(), # 'section.field' names the command cannot run without (unless the `--config` file gives them)
+                     base:dict|None=None, # the command's own defaults {section: {field: value}}, shown and applied by `config_from_args`
+                     aliases:dict|None=None, # {'section.field': ['--old_spelling', ...]}
+                    ):
+    "Add `--section.field` (and, for a name unique across all sections, `--field`) flags for the fields of `cls`'s `sections`"
     names = [f.name for _, sc in _sections(cls) for f in fields(sc)]
-    for sec, sc in _sections(cls):
+    secs = dict(_sections(cls))
+    if sections is None: sections = list(secs)
+    if not isinstance(sections, dict): sections = dict.fromkeys(sections)
+    base, aliases = base or {}, aliases or {}
+    for sec, keep in sections.items():
+        sc = secs[sec]
         docs, hints = _docs(sc), typing.get_type_hints(sc)
-        g = p.add_argument_group(f'{sec} ({sc.__doc__})')
+        g = p.add_argument_group(f'{sec} ({sc.__doc__}' + (')' if keep is None else '; the fields this command uses)'))
         for f in fields(sc):
-            if f.name in skip: continue
-            flags = [f'--{sec}.{f.name}'] + ([f'--{f.name}'] if names.count(f.name) == 1 and f.name not in skip else [])
-            default = f.default if f.default is not dataclasses.MISSING else None
-            g.add_argument(*flags, dest=f'cfg:{sec}.{f.name}', default=argparse.SUPPRESS, metavar=hints[f.name].__name__.upper() if hasattr(hints[f.name], '__name__') else 'VALUE',
-                           help=f'{docs.get(f.name) or ""} (default: {default})')
-    p.add_argument('--config', default=None, help='JSON or YAML config file (flags override it)')
+            if f.name in skip or (keep is not None and f.name not in keep): continue
+            key, tp = f'{sec}.{f.name}', hints[f.name]
+            flags = ([f'--{f.name}'] if names.count(f.name) == 1 else []) + [f'--{key}'] + list(aliases.get(key, ()))
+            default = base.get(sec, {}).get(f.name, f.default if f.default is not dataclasses.MISSING else None)
+            h = (docs.get(f.name) or '').replace('%', '%%')
+            if tp is bool: kw, h = dict(nargs='?', const='true', metavar='BOOL'), h + f'; a switch ({flags[0]} alone = true), or give true / false'
+            else: kw = dict(metavar=tp.__name__.upper() if hasattr(tp, '__name__') else 'VALUE')
+            if key not in required: h += f' (default: {_shown(default)})'.replace('%', '%%')
+            (p if key in required else g).add_argument(*flags, dest=f'cfg:{key}', default=argparse.SUPPRESS, required=key in required,
+                                                        help=h, **kw)  # a required flag: at the top, with the command's own
+    p.add_argument('--config', default=None, help='JSON or YAML config file, any section of the training config; '
+                   'flags override it (default: none)')
+    if base: p.set_defaults(_config_base=base)
     return p
 
 def config_from_args(ns:argparse.Namespace, cls=TrainConfig, base:dict|None=None):
-    "Build the config from defaults < `base` < `--config` file < flags, with clear errors"
-    d = json.loads(json.dumps(base or {}))
+    "Build the config from defaults < `base` (default: the parser's, see `add_config_flags`) < `--config` file < flags, with clear errors"
+    base = base if base is not None else getattr(ns, '_config_base', None) or {}
+    d = json.loads(json.dumps(base))
     if getattr(ns, 'config', None):
-        file_cfg = config_to_dict(load_config(ns.config, cls))
-        for sec, v in file_cfg.items(): d.setdefault(sec, {}).update(v)
+        file_cfg, dflt = config_to_dict(load_config(ns.config, cls)), config_to_dict(cls())
+        for sec, v in file_cfg.items():  # a field the file leaves at the config's default keeps the command's own default
+            d.setdefault(sec, {}).update({k: x for k, x in v.items() if k not in base.get(sec, {}) or x != dflt[sec][k]})
     hints = {sec: typing.get_type_hints(sc) for sec, sc in _sections(cls)}
     for k, v in vars(ns).items():
         if not k.startswith('cfg:'): continue
@@ -62,6 +97,21 @@ def config_from_args(ns:argparse.Namespace, cls=TrainConfig, base:dict|None=None
         try: d.setdefault(sec, {})[name] = _parse_value(v, hints[sec][name])
         except ValueError as e: raise ConfigError(f'--{sec}.{name}: {e}') from None
     return config_from_dict(cls, d, 'command line')
+
+def parse_config_args(p:argparse.ArgumentParser, argv=None, cls=TrainConfig)->argparse.Namespace:
+    "`p.parse_args(argv)`, where a required config flag is optional when the `--config` file gives its field"
+    pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False); pre.add_argument('--config')
+    path = pre.parse_known_args(argv)[0].config
+    req = [a for a in p._actions if a.required and a.dest.startswith('cfg:')]
+    if not (path and req): return p.parse_args(argv)
+    with warnings.catch_warnings():  # the file is read again (and warned about once) by `config_from_args`
+        warnings.simplefilter('ignore'); d = config_to_dict(load_config(path, cls))
+    given = [a for a in req if d.get(a.dest[4:].split('.')[0], {}).get(a.dest[4:].split('.')[1])]
+    try:
+        for a in given: a.required = False
+        return p.parse_args(argv)
+    finally:
+        for a in given: a.required = True
 
 # %% ../nbs/13_cli.ipynb #8fbacfb2
 def _warning_line(message, category, filename, lineno, line=None) -> str: return f'warning: {message}\n'
@@ -97,48 +147,79 @@ def _report(ctx, res:dict, summary=None, # res → the dict to print (default: `
     if ctx is None or ctx.is_main: print(json.dumps(res if summary is None else summary(res), indent=1, **kw))
     return res
 
+# %% ../nbs/13_cli.ipynb #a7c3e505
+def _new_parser(main, examples:str)->argparse.ArgumentParser:
+    "A command's parser: prog and description from `main`'s docstring ('prog: what it does'), `examples` as its epilog"
+    prog, desc = main.__doc__.split(': ', 1)
+    ex = textwrap.indent(textwrap.dedent(examples).strip('\n'), '  ')
+    return argparse.ArgumentParser(prog=prog, description=desc, epilog=f'examples:\n{ex}', formatter_class=HelpFormatter, allow_abbrev=False)
+
+def _output_dir(p, what:str, **kw): # what: what the folder gets; kw: default= or required=True
+    "The output folder flag every command names the same: `--output_dir` (`--out` too)"
+    p.add_argument('--output_dir', '--out', dest='output_dir', metavar='DIR', help=f'output folder: {what}', **kw)
+
+def _device(p, what:str='where the models run'):
+    p.add_argument('--device', default='auto', help=f"{what}: 'auto' (cuda if available, else cpu), 'cpu', 'cuda', 'cuda:N'")
+
+def _no_progress(p, note:str=''): p.add_argument('--no_progress', action='store_true', help='no progress bars' + note)
+
+def _vlm_flags(p, g=None, **kw):
+    "The real VLM of `--scorer hf`: `--vlm` (`--model` too) and `--vlm_dtype` (`--dtype` too)"
+    g = g or p
+    g.add_argument('--vlm', '--model', dest='vlm', metavar='NAME', default=None, help='with --scorer hf: transformers VLM checkpoint name or local path '
+                   '(default: none; required with --scorer hf)')
+    g.add_argument('--vlm_dtype', '--dtype', dest='vlm_dtype', metavar='DTYPE', default='auto',
+                   help="with --scorer hf: the VLM's dtype: 'auto' (bf16 / fp16 on a GPU, fp32 on a CPU), 'fp32', 'fp16' or 'bf16'")
+
 # %% ../nbs/13_cli.ipynb #d3f6a9b7
-def make_data_main(argv=None):
-    "lever_plus_make_data: write a simulated VQA world + beam data (upstream format) to --out"
+def make_data_parser()->argparse.ArgumentParser:
     from lever_plus.sim import WorldConfig
-    from lever_plus.beams import make_data
-    p = argparse.ArgumentParser(prog='lever_plus_make_data', description=make_data_main.__doc__.split(': ', 1)[1])
-    p.add_argument('--out', required=True, help='output folder')
+    p = _new_parser(make_data_main, '''
+        lever_plus_make_data --output_dir data                     # the default world (1,000 training queries; minutes)
+        lever_plus_make_data --output_dir data_tiny --n_train 48 --n_val 16 --n_test 16 --n_pool 400 --K 16   # seconds
+        lever_plus_make_data --output_dir data_rl --rl --n_unlabeled 200   # + RL-format groups, 200 queries without beams
+    ''')
+    _output_dir(p, 'embeddings.safetensors, meta.json, world.*, beams_{train,val,test}.json', required=True)
     p.add_argument('--seed', type=int, default=0, help='seed of the world and the samplers')
-    p.add_argument('--sampler', default='mix', help="candidate sampler: 'rand', 'text_sim', 'img_sim' or 'mix'")
+    p.add_argument('--sampler', default='mix', help="candidate sampler of the query pools: 'rand', 'text_sim', 'img_sim' or 'mix'")
     p.add_argument('--shot_num', type=int, default=2, help='shots per beam')
     p.add_argument('--K', type=int, default=64, help='candidates per query')
     p.add_argument('--beam_width', type=int, default=5, help='beams kept per query')
     p.add_argument('--rl', action='store_true', help='also write beams_{split}_rl.json: RL-format groups (beams + retrievals + samples + random, scored)')
-    p.add_argument('--rl_policy', default=None, help='with --rl: selector checkpoint (or run folder) whose samples fill the groups (default: a softmax over similarity)')
-    p.add_argument('--no_progress', action='store_true', help='no progress bars')
-    p.add_argument('--overwrite', action='store_true', help='replace the data an earlier run wrote to --out (otherwise refused)')
+    p.add_argument('--rl_policy', default=None, help='with --rl: selector checkpoint (or run folder) whose samples fill the groups '
+                   '(default: a softmax over similarity)')
+    _no_progress(p)
+    p.add_argument('--overwrite', action='store_true', help='replace the data an earlier run wrote to --output_dir (otherwise refused)')
     p.add_argument('--dist_timeout', type=float, default=300, help='under torchrun: seconds a collective waits for the other ranks before the run stops')
     docs, hints = _docs(WorldConfig), typing.get_type_hints(WorldConfig)
-    g = p.add_argument_group('world (WorldConfig)')
+    g = p.add_argument_group('world (WorldConfig: the simulated VQA world)')
     for f in fields(WorldConfig):
         g.add_argument(f'--{f.name}', type=hints[f.name], default=argparse.SUPPRESS, help=f'{docs.get(f.name) or ""} (default: {f.default})')
-    r = p.add_argument_group('real data (a VLM scorer through transformers, see 14b_vlm)')
-    r.add_argument('--scorer', default='sim', help="'sim' (the simulated world) or 'hf' (a transformers VLM on --data)")
-    r.add_argument('--model', default=None, help='with --scorer hf: VLM checkpoint name or local path')
-    r.add_argument('--data', default=None, help='with --scorer hf: folder written by lever_plus_prepare_vqa')
-    r.add_argument('--limit', type=int, default=None, help='with --scorer hf: at most this many queries per split')
-    r.add_argument('--device', default='auto'); r.add_argument('--dtype', default='auto', help="'auto', 'fp32', 'fp16', 'bf16'")
-    a = vars(p.parse_args(argv))
-    out = Path(a.pop('out'))
-    if out.exists() and not out.is_dir(): raise ConfigError(f'--out {out}: exists and is not a folder')
-    scorer, model, data, limit, device, dtype = (a.pop(k) for k in ('scorer', 'model', 'data', 'limit', 'device', 'dtype'))
+    r = p.add_argument_group('real data (a transformers VLM scores the beams, see 14b_vlm)')
+    r.add_argument('--scorer', default='sim', choices=('sim', 'hf'), help="'sim': the simulated world; 'hf': a transformers VLM on --data")
+    _vlm_flags(p, r)
+    r.add_argument('--data', default=None, help='with --scorer hf: folder written by lever_plus_prepare_vqa (default: none; required with --scorer hf)')
+    r.add_argument('--limit', type=int, default=None, help='with --scorer hf: at most this many queries per split (default: all)')
+    _device(r, 'with --scorer hf: where the VLM runs')
+    return p
+
+def make_data_main(argv=None):
+    "lever_plus_make_data: write a simulated VQA world + beam data (upstream format) to --output_dir"
+    from lever_plus.beams import make_data
+    a = vars(make_data_parser().parse_args(argv))
+    out = Path(a.pop('output_dir'))
+    if out.exists() and not out.is_dir(): raise ConfigError(f'--output_dir {out}: exists and is not a folder')
+    scorer, model, data, limit, device, dtype = (a.pop(k) for k in ('scorer', 'vlm', 'data', 'limit', 'device', 'vlm_dtype'))
     if scorer == 'hf':
         from lever_plus.checkpoint import open_run_dir
         open_run_dir(out, 'data', {'data': data}, a['overwrite']).release()  # refuse or clear an earlier run before the VLM loads
         from lever_plus.dist import dist_env
         if dist_env()[1] > 1: raise ConfigError('--scorer hf runs in one process: start lever_plus_make_data without torchrun')
         from lever_plus.vlm import make_real_data
-        if not model or not data: raise ConfigError('--scorer hf needs --model NAME and --data DIR (a folder written by lever_plus_prepare_vqa)')
+        if not model or not data: raise ConfigError('--scorer hf needs --vlm NAME and --data DIR (a folder written by lever_plus_prepare_vqa)')
         summary = make_real_data(data, model, out, limit=limit, sampler=a['sampler'], K=a['K'], shot_num=a['shot_num'],
                                  beam_width=a['beam_width'], seed=a['seed'], progress=not a['no_progress'], device=device, dtype=dtype)
         print(json.dumps(summary, indent=1, default=str)); return summary
-    if scorer != 'sim': raise ConfigError(f"--scorer must be 'sim' or 'hf', got {scorer!r}")
     from lever_plus.dist import init_distributed
     ctx = init_distributed('cpu', a.pop('dist_timeout'))  # under torchrun: one rank (gloo; the simulated VLM runs on the CPU); else None
     pol = a.pop('rl_policy')
@@ -152,16 +233,32 @@ def make_data_main(argv=None):
 # %% ../nbs/13_cli.ipynb #e55248f3
 def _sft_summary(res:dict)->dict: return {k: res[k] for k in ('output_dir', 'best_dir', 'best_epoch', 'best', 'n_params', 'n_train', 'n_val', 'data')}
 
+SFT_SECTIONS = {'model': None, 'data': [f.name for f in fields(DataConfig) if f.name != 'unlabeled'], 'sft': None,
+                'run': [f.name for f in fields(RunConfig) if f.name not in ('select_by', 'kl_ceiling')]}  # what lever_plus_sft offers
+
+def sft_parser()->argparse.ArgumentParser:
+    p = _new_parser(sft_main, '''
+        lever_plus_sft --beam_data data/beams_train.json --val_beam_data data/beams_val.json --embeddings data \\
+            --output_dir runs/sft                                   # v2 (the default), 10 epochs
+        lever_plus_sft --beam_data data/beams_train.json --embeddings data --output_dir runs/sft_v1 \\
+            --version v1 --epochs 3 --d_model 64 --all_beams        # a smaller v1 on every beam, 10 % held out
+        lever_plus_sft --beam_data data/beams_train.json --embeddings data --output_dir runs/sft_lora \\
+            --version v2_lora --base_ckpt runs/sft/best --epochs 2   # LoRA adapters on the v2 above
+    ''')
+    p.add_argument('--val_beam_data', default=None, help='validation beam JSON (default: hold out data.val_frac of the training queries)')
+    p.add_argument('--scorer', default='auto', choices=('auto', 'none'), help="'auto': the simulated VLM when the embeddings folder has one "
+                   "scores the validation picks; 'none': validation selects by its loss")
+    _no_progress(p, ' (SFT draws none; accepted like the other training commands)')
+    p.add_argument('--overwrite', action='store_true', help='replace an earlier run in --output_dir (otherwise refused)')
+    add_config_flags(p, skip=('base_sha256',), sections=SFT_SECTIONS, required=('data.beam_data', 'data.embeddings'),  # base_sha256: written by the package
+                     base={'run': {'output_dir': 'runs/sft'}}, aliases={'run.output_dir': ['--out']})
+    return p
+
 def sft_main(argv=None):
     "lever_plus_sft: supervised training of a selector (v0 GPT-2, v1, v2, v2_lora, v2_upstream) from beam data"
     from lever_plus.sft import run_sft
-    p = argparse.ArgumentParser(prog='lever_plus_sft', description=sft_main.__doc__.split(': ', 1)[1])
-    p.add_argument('--val_beam_data', default=None, help='validation beam JSON (default: hold out data.val_frac of the training queries)')
-    p.add_argument('--scorer', default='auto', help="'auto' (the simulated VLM when the embeddings folder has one) or 'none'")
-    p.add_argument('--no_progress', action='store_true')
-    p.add_argument('--overwrite', action='store_true', help='replace an earlier run in --output_dir (otherwise refused)')
-    add_config_flags(p, skip=('base_sha256',))  # written by the package
-    ns = p.parse_args(argv)
+    p = sft_parser()
+    ns = parse_config_args(p, argv)
     cfg = config_from_args(ns)
     _need_data(cfg, p.prog)
     from lever_plus.train import auto_scorer
@@ -186,26 +283,39 @@ def _upstream_flags(p:argparse.ArgumentParser, dropouts:bool):
 def _upstream_args(ns)->dict: # load_selector's n_heads / dropout / attn_dropout that were given
     return {k: getattr(ns, f'upstream_{k}') for k in ('n_heads', 'dropout', 'attn_dropout') if getattr(ns, f'upstream_{k}', None) is not None}
 
-def grpo_main(argv=None):
-    "lever_plus_grpo: RL post-training (RCE warm-up + GRPO) of an SFT pointer selector"
-    from lever_plus.train import run_post_train
-    p = argparse.ArgumentParser(prog='lever_plus_grpo', description=grpo_main.__doc__.split(': ', 1)[1])
+GRPO_SECTIONS = {'data': None, 'sft': ('lr', 'weight_decay'), 'rce': None, 'grpo': None, 'control': None, 'curriculum': None,
+                 'reward': None, 'run': None}  # what lever_plus_grpo offers: the checkpoint fixes the model; RCE / GRPO LRs scale sft.lr
+
+def grpo_parser()->argparse.ArgumentParser:
+    p = _new_parser(grpo_main, '''
+        lever_plus_grpo --sft_ckpt runs/sft/best --beam_data data/beams_train.json --val_beam_data data/beams_val.json \\
+            --embeddings data --output_dir runs/v3                  # the Lever-Plus recipe: 1 RCE + 3 offline GRPO epochs
+        lever_plus_grpo --sft_ckpt runs/sft/best --beam_data data/beams_train.json --val_beam_data data/beams_val.json \\
+            --embeddings data --output_dir runs/v3_online --rce_epochs 0 --grpo_epochs 3 \\
+            --online_samples 8 --beta 0.01 --control.mode fixed     # online GRPO: 8 samples per query, scored
+        lever_plus_grpo --sft_ckpt runs/sft/best --beam_data data/beams_train.json --val_beam_data data/beams_val.json \\
+            --embeddings data --resume runs/v3                      # continue an interrupted run (same flags)
+    ''')
     p.add_argument('--sft_ckpt', required=True, help='SFT checkpoint folder (model.safetensors + config.json), or an upstream Lever-Plus '
                    '.ckpt (Lightning) / .pt (post-training) file')
     p.add_argument('--val_beam_data', default=None, help='validation beam JSON (default: hold out data.val_frac of the training queries)')
     p.add_argument('--resume', default=None, help='continue an interrupted run: its output folder (newest checkpoint) or a checkpoint folder; '
-                   'give the same flags as the run it continues (a change that would alter the run is refused)')
+                   'give the same flags as the run it continues (a change that would alter the run is refused) (default: a new run)')
     p.add_argument('--overwrite', action='store_true', help='replace an earlier run in --output_dir (otherwise refused)')
-    p.add_argument('--scorer', default='auto', help="'auto' (the simulated VLM when the embeddings folder has one), 'hf' (a transformers VLM, "
-                   "--vlm) or 'none'; it scores validation picks and online GRPO's samples")
-    p.add_argument('--vlm', default=None, help='with --scorer hf: VLM checkpoint name or local path; queries and pool come from --embeddings '
-                   '(a folder written by lever_plus_prepare_vqa)')
-    p.add_argument('--vlm_dtype', default='auto', help="with --scorer hf: 'auto', 'fp32', 'fp16' or 'bf16'")
-    p.add_argument('--no_progress', action='store_true')
+    p.add_argument('--scorer', default='auto', choices=('auto', 'hf', 'none'), help="'auto': the simulated VLM when the embeddings folder "
+                   "has one; 'hf': a transformers VLM (--vlm); 'none': no scorer. It scores validation picks and online GRPO's samples")
+    _vlm_flags(p)
+    _no_progress(p)
     _upstream_flags(p, dropouts=True)
-    add_config_flags(p, skip=('version', 'd_in', 'd_model', 'n_layers', 'n_heads', 'dropout', 'logit_scale', 'n_pool', 'lora_rank', 'lora_alpha',
-                              'base_ckpt', 'base_sha256', 'attn_dropout', 'query_gate'))
-    ns = p.parse_args(argv)
+    add_config_flags(p, sections=GRPO_SECTIONS, required=('data.beam_data', 'data.embeddings'),
+                     aliases={'run.output_dir': ['--out']})
+    return p
+
+def grpo_main(argv=None):
+    "lever_plus_grpo: RL post-training (RCE warm-up + GRPO) of an SFT pointer selector"
+    from lever_plus.train import run_post_train
+    p = grpo_parser()
+    ns = parse_config_args(p, argv)
     cfg = config_from_args(ns)
     _need_data(cfg, p.prog)
     out, resume = cfg.run.output_dir, False
@@ -224,76 +334,107 @@ def grpo_main(argv=None):
         from lever_plus.vlm import HFVLMScorer
         d = Path(cfg.data.embeddings); d = d if d.is_dir() else d.parent
         scorer = HFVLMScorer.from_dir(d, ns.vlm, device=cfg.run.device, dtype=ns.vlm_dtype)
-    elif ns.scorer in ('auto', 'none'): scorer = 'auto' if ns.scorer == 'auto' else None
-    else: raise ConfigError(f"--scorer must be 'auto', 'hf' or 'none', got {ns.scorer!r}")
+    else: scorer = 'auto' if ns.scorer == 'auto' else None
     res = run_post_train(ns.sft_ckpt, cfg.data.beam_data, cfg.data.embeddings, out, cfg, ns.val_beam_data,
                          scorer, resume, progress=not ns.no_progress, ctx=ctx, overwrite=ns.overwrite, upstream=_upstream_args(ns))
     return _report(ctx, res, _grpo_summary)
 
 # %% ../nbs/13_cli.ipynb #418e0d2a
+def prepare_vqa_parser()->argparse.ArgumentParser:
+    p = _new_parser(prepare_vqa_main, '''
+        lever_plus_prepare_vqa --output_dir data/okvqa \\
+            --train_questions OpenEnded_mscoco_train2014_questions.json --train_annotations mscoco_train2014_annotations.json \\
+            --train_images coco/train2014 \\
+            --test_questions OpenEnded_mscoco_val2014_questions.json --test_annotations mscoco_val2014_annotations.json \\
+            --test_images coco/val2014 --n_train 5000 --n_test 1000   # then: lever_plus_make_data --scorer hf --data data/okvqa
+    ''')
+    _output_dir(p, 'embeddings.safetensors (CLIP features), meta.json (splits), items.json', required=True)
+    for s, split in (('train', 'training split (the pool, training and validation queries)'), ('test', 'test split (e.g. val2014: the test queries)')):
+        p.add_argument(f'--{s}_questions', required=True, help=f'official VQA questions JSON of the {split}')
+        p.add_argument(f'--{s}_annotations', required=True, help=f'official VQA annotations JSON of the {split}')
+        p.add_argument(f'--{s}_images', required=True, help=f'folder of the COCO images of the {split}')
+    p.add_argument('--clip', default='openai/clip-vit-base-patch32', help='CLIP checkpoint name or local path')
+    p.add_argument('--n_train', type=int, default=None, help='training queries (default: every training item not drawn for validation)')
+    p.add_argument('--n_val', type=int, default=500, help='validation queries, drawn from the training split')
+    p.add_argument('--n_test', type=int, default=None, help='test queries (default: the whole test split)')
+    p.add_argument('--seed', type=int, default=0, help='seed of the query draws')
+    p.add_argument('--batch_size', type=int, default=64, help='CLIP images per forward pass')
+    _device(p, 'where CLIP runs')
+    p.add_argument('--fp16', action='store_true', help='CLIP in half precision (on a GPU)')
+    p.add_argument('--upstream', action='store_true', help="also write upstream_pool.pt: upstream's averaged [N, d] features")
+    _no_progress(p)
+    return p
+
 def prepare_vqa_main(argv=None):
     "lever_plus_prepare_vqa: CLIP embeddings + splits of a VQA dataset (official JSON files + COCO images)"
     from lever_plus.clip import prepare_vqa
-    p = argparse.ArgumentParser(prog='lever_plus_prepare_vqa', description=prepare_vqa_main.__doc__.split(': ', 1)[1])
-    p.add_argument('--out', required=True)
-    for s in ('train', 'test'):
-        for k in ('questions', 'annotations', 'images'): p.add_argument(f'--{s}_{k}', required=True)
-    p.add_argument('--clip', default='openai/clip-vit-base-patch32', help='CLIP checkpoint name or local path')
-    p.add_argument('--n_train', type=int, default=None); p.add_argument('--n_val', type=int, default=500); p.add_argument('--n_test', type=int, default=None)
-    p.add_argument('--seed', type=int, default=0); p.add_argument('--batch_size', type=int, default=64)
-    p.add_argument('--device', default='auto'); p.add_argument('--fp16', action='store_true')
-    p.add_argument('--upstream', action='store_true', help="also write upstream's averaged [N, d] .pt features")
-    a = p.parse_args(argv)
-    s = prepare_vqa(a.out, a.train_questions, a.train_annotations, a.train_images, a.test_questions, a.test_annotations, a.test_images,
+    a = prepare_vqa_parser().parse_args(argv)
+    s = prepare_vqa(a.output_dir, a.train_questions, a.train_annotations, a.train_images, a.test_questions, a.test_annotations, a.test_images,
                     model=a.clip, n_train=a.n_train, n_val=a.n_val, n_test=a.n_test, seed=a.seed, batch_size=a.batch_size,
-                    device=a.device, fp16=a.fp16, upstream=a.upstream)
+                    device=a.device, fp16=a.fp16, upstream=a.upstream, progress=not a.no_progress)
     print(json.dumps(s, indent=1, default=str)); return s
 
 # %% ../nbs/13_cli.ipynb #e2c08860
+def eval_parser()->argparse.ArgumentParser:
+    p = _new_parser(eval_main, '''
+        lever_plus_eval --ckpt runs/sft --ckpt runs/v3 --embeddings data --beam_data data --split test \\
+            --output_dir runs/eval                                  # table + eval.json, eval.md, eval.png
+        lever_plus_eval --embeddings data --beam_data data/beams_val.json --n_boot 200   # the baselines alone, printed
+    ''')
+    p.add_argument('--ckpt', action='append', default=[], help='selector checkpoint folder of any version (v0, v1, v2, v2_lora, v2_upstream), '
+                   'run folder (its best/) or upstream Lever-Plus .ckpt / .pt file; repeat for several (default: none, the baselines only)')
+    p.add_argument('--name', action='append', default=None, help='row name of each --ckpt, in order (default: from the folder)')
+    p.add_argument('--embeddings', required=True, help='embeddings.safetensors (or its folder) or an upstream .pt tensor')
+    p.add_argument('--beam_data', action='append', default=None, help='beam JSON or a folder with beams_{split}.json; repeat for several '
+                   'shot numbers (default: the --embeddings folder)')
+    p.add_argument('--split', default='test', help='which beams_{split}.json a folder gives')
+    p.add_argument('--shots', '--shot_num', dest='shots', type=int, nargs='*', default=None,
+                   help='shot numbers to evaluate (default: those of the beam data)')
+    _output_dir(p, 'eval.json, eval.md, eval.png (default: none, the table is printed only)', default=None)
+    p.add_argument('--seed', type=int, default=0, help='seed of the random baseline and of the bootstrap')
+    p.add_argument('--n_boot', type=int, default=1000, help='bootstrap resamples')
+    _device(p, 'where the selectors run')
+    p.add_argument('--scorer', default='auto', choices=('auto', 'none'), help="'auto': the simulated VLM beside the embeddings; 'none': no "
+                   "scorer, each row is the picks' overlap with the top beams")
+    _upstream_flags(p, dropouts=False)  # evaluation runs in eval mode: dropout does nothing
+    return p
+
 def eval_main(argv=None):
     "lever_plus_eval: compare selectors with random / similarity baselines and the beam oracle on held-out queries"
     from lever_plus.evaluate import run_eval
-    p = argparse.ArgumentParser(prog='lever_plus_eval', description=eval_main.__doc__.split(': ', 1)[1])
-    p.add_argument('--ckpt', action='append', default=[], help='selector checkpoint folder of any version (v0, v1, v2, v2_lora, v2_upstream), '
-                   'run folder (its best/) or upstream Lever-Plus .ckpt / .pt file; repeat for several')
-    p.add_argument('--name', action='append', default=None, help='row name of each --ckpt, in order (default: from the folder)')
-    p.add_argument('--embeddings', required=True, help='embeddings.safetensors (or its folder) or an upstream .pt tensor')
-    p.add_argument('--beam_data', action='append', default=None, help='beam JSON or a folder with beams_{split}.json; repeat for several shot numbers')
-    p.add_argument('--split', default='test', help='which beams_{split}.json a folder gives')
-    p.add_argument('--shots', type=int, nargs='*', default=None, help='shot numbers to evaluate (default: those of the beam data)')
-    p.add_argument('--out', default=None, help='folder for eval.json, eval.md, eval.png')
-    p.add_argument('--seed', type=int, default=0, help='seed of the random baseline and of the bootstrap')
-    p.add_argument('--n_boot', type=int, default=1000, help='bootstrap resamples')
-    p.add_argument('--device', default='cpu')
-    p.add_argument('--scorer', default='auto', help="'auto' (the simulated VLM beside the embeddings) or 'none' (no scorer: the picks' "
-                   'overlap with the top beams)')
-    _upstream_flags(p, dropouts=False)  # evaluation runs in eval mode: dropout does nothing
-    a = p.parse_args(argv)
+    a = eval_parser().parse_args(argv)
     if a.n_boot < 1: raise ConfigError(f'--n_boot must be >= 1 (bootstrap resamples), got {a.n_boot}')
-    if a.scorer not in ('auto', 'none'): raise ConfigError(f"--scorer must be 'auto' or 'none', got {a.scorer!r}")
     bd = a.beam_data if a.beam_data is None or len(a.beam_data) > 1 else a.beam_data[0]
-    res = run_eval(a.ckpt, a.embeddings, bd, a.split, a.shots, a.out, a.name, scorer='auto' if a.scorer == 'auto' else None, seed=a.seed,
+    res = run_eval(a.ckpt, a.embeddings, bd, a.split, a.shots, a.output_dir, a.name, scorer='auto' if a.scorer == 'auto' else None, seed=a.seed,
                    n_boot=a.n_boot, device=a.device, upstream=_upstream_args(a))
     print(res['table'])
     return res
 
 # %% ../nbs/13_cli.ipynb #fec1e3b7
-def select_main(argv=None):
-    "lever_plus_select: write the in-context examples a selector chooses for every query of a file"
-    from lever_plus.select import run_select
-    p = argparse.ArgumentParser(prog='lever_plus_select', description=select_main.__doc__.split(': ', 1)[1])
+def select_parser()->argparse.ArgumentParser:
+    p = _new_parser(select_main, '''
+        lever_plus_select --ckpt runs/v3 --embeddings data --queries data/beams_test.json \\
+            --output runs/v3_icd_predictions.json                   # upstream's list, in query order
+        lever_plus_select --ckpt runs/v3 --embeddings data --queries data/beams_test.json \\
+            --output runs/v3_beam4.json --keyed --strategy beam --beam_width 4 --shot_num 4
+    ''')
     p.add_argument('--ckpt', required=True, help='selector checkpoint of any version (folder, run folder with best/) or an upstream Lever-Plus .ckpt / .pt file')
     p.add_argument('--embeddings', required=True, help='embeddings.safetensors (or its folder) or an upstream [N, d] .pt / .pth tensor')
     p.add_argument('--query_embeddings', default=None, help='optional [N_q, d] .pt / .pth tensor of the query features (default: from --embeddings)')
     p.add_argument('--queries', required=True, help='query-pool JSON {"qid": {"candidate_pool_ids": [...]}}, beam JSON or RL JSON')
-    p.add_argument('--output', required=True, help='JSON file to write (refused if it exists, unless --overwrite)')
+    p.add_argument('--output', required=True, help='JSON file to write (a file, not a folder; refused if it exists, unless --overwrite)')
     p.add_argument('--keyed', action='store_true', help='write {"qid": [ids]} instead of the list in query order')
     p.add_argument('--shot_num', type=int, default=None, help="examples per query (default: the checkpoint's training shot_num; required for upstream files, which do not record it)")
     p.add_argument('--strategy', choices=('greedy', 'beam'), default='greedy', help='greedy picks, or the most likely of --beam_width beams')
-    p.add_argument('--beam_width', type=int, default=5)
-    p.add_argument('--device', default='cpu')
+    p.add_argument('--beam_width', type=int, default=5, help='with --strategy beam: beams searched per query')
+    _device(p, 'where the selector runs')
     p.add_argument('--overwrite', action='store_true', help='replace an existing --output')
-    a = p.parse_args(argv)
+    return p
+
+def select_main(argv=None):
+    "lever_plus_select: write the in-context examples a selector chooses for every query of a file"
+    from lever_plus.select import run_select
+    a = select_parser().parse_args(argv)
     if a.shot_num is not None and a.shot_num < 1: raise ConfigError(f'--shot_num must be >= 1, got {a.shot_num}')
     if a.beam_width < 1: raise ConfigError(f'--beam_width must be >= 1, got {a.beam_width}')
     s = run_select(a.ckpt, a.embeddings, a.queries, a.output, a.query_embeddings, a.shot_num, a.strategy, a.beam_width, a.keyed, a.device, a.overwrite)
@@ -373,19 +514,48 @@ DEMO_SFT_EPOCHS, DEMO_GRPO_EPOCHS = 10, 3  # SFT epochs; offline GRPO epochs of 
 DEMO_SFT_PATIENCE = 3  # SFT stops after this many epochs without a better validation score
 DEMO_ONLINE_EPOCHS, DEMO_UNLABELED = 3, 2000  # the default v3: online GRPO epochs over labeled + unlabeled queries
 
+def demo_parser()->argparse.ArgumentParser:
+    p = _new_parser(demo_main, '''
+        lever_plus_demo                                             # the main job into runs/demo (~3 minutes on 2 cores)
+        lever_plus_demo --quick --output_dir runs/demo_quick        # a tiny world, few epochs (seconds)
+        lever_plus_demo --offline --output_dir runs/demo_offline    # v3 = RCE + offline GRPO on the beams
+    ''')
+    _output_dir(p, 'data/, sft_v2/, v3/, eval.json, eval.png, report.md', default='runs/demo')
+    p.add_argument('--seed', type=int, default=0, help='seed of the world, the training and the evaluation')
+    p.add_argument('--quick', action='store_true', help='tiny world and few epochs (seconds)')
+    p.add_argument('--sft_epochs', type=int, default=None, help=f'SFT epochs (default: {DEMO_SFT_EPOCHS}, stopping early after '
+                   f'{DEMO_SFT_PATIENCE} without a better validation score; 2 with --quick)')
+    p.add_argument('--rce_epochs', type=int, default=None, help='RCE warm-up epochs (default: 0; 1 with --offline)')
+    p.add_argument('--grpo_epochs', type=int, default=None, help=f'GRPO epochs (default: {DEMO_ONLINE_EPOCHS} online; '
+                   f'{DEMO_GRPO_EPOCHS} with --offline; 1 with --quick)')
+    p.add_argument('--offline', action='store_true', help="v3 = the Lever-Plus recipe's RCE + offline GRPO on the beams (default: online GRPO + unlabeled queries)")
+    p.add_argument('--overwrite', action='store_true', help='replace an earlier demo in --output_dir (otherwise refused)')
+    _no_progress(p)
+    return p
+
+def demo_parser()->argparse.ArgumentParser:
+    p = _new_parser(demo_main, '''
+        lever_plus_demo                                             # the main job into runs/demo (~3 minutes on 2 cores)
+        lever_plus_demo --quick --output_dir runs/demo_quick        # a tiny world, few epochs (seconds)
+        lever_plus_demo --offline --output_dir runs/demo_offline    # v3 = RCE + offline GRPO on the beams
+    ''')
+    _output_dir(p, 'data/, sft_v2/, v3/, eval.json, eval.png, report.md', default='runs/demo')
+    p.add_argument('--seed', type=int, default=0, help='seed of the world, the training and the evaluation')
+    p.add_argument('--quick', action='store_true', help='tiny world and few epochs (seconds)')
+    p.add_argument('--sft_epochs', type=int, default=None, help=f'SFT epochs (default: {DEMO_SFT_EPOCHS}, stopping early after '
+                   f'{DEMO_SFT_PATIENCE} without a better validation score; 2 with --quick)')
+    p.add_argument('--rce_epochs', type=int, default=None, help='RCE warm-up epochs (default: 0; 1 with --offline)')
+    p.add_argument('--grpo_epochs', type=int, default=None, help=f'GRPO epochs (default: {DEMO_ONLINE_EPOCHS} online; '
+                   f'{DEMO_GRPO_EPOCHS} with --offline; 1 with --quick)')
+    p.add_argument('--offline', action='store_true', help="v3 = the Lever-Plus recipe's RCE + offline GRPO on the beams (default: online GRPO + unlabeled queries)")
+    p.add_argument('--overwrite', action='store_true', help='replace an earlier demo in --output_dir (otherwise refused)')
+    _no_progress(p)
+    return p
+
 def demo_main(argv=None):
     "lever_plus_demo: the whole pipeline on the embedded simulated world, with a results table"
-    p = argparse.ArgumentParser(prog='lever_plus_demo', description=demo_main.__doc__.split(': ', 1)[1])
-    p.add_argument('--out', default='runs/demo', help='output folder')
-    p.add_argument('--seed', type=int, default=0)
-    p.add_argument('--quick', action='store_true', help='tiny world and few epochs (seconds)')
-    p.add_argument('--sft_epochs', type=int, default=None); p.add_argument('--rce_epochs', type=int, default=None)
-    p.add_argument('--grpo_epochs', type=int, default=None)
-    p.add_argument('--offline', action='store_true', help="v3 = the Lever-Plus recipe's RCE + offline GRPO on the beams (default: online GRPO + unlabeled queries)")
-    p.add_argument('--overwrite', action='store_true', help='replace an earlier demo in --out (otherwise refused)')
-    p.add_argument('--no_progress', action='store_true')
-    a = p.parse_args(argv)
-    return run_demo(a.out, a.seed, a.quick, a.sft_epochs, a.rce_epochs, a.grpo_epochs, not a.no_progress, a.offline, a.overwrite)
+    a = demo_parser().parse_args(argv)
+    return run_demo(a.output_dir, a.seed, a.quick, a.sft_epochs, a.rce_epochs, a.grpo_epochs, not a.no_progress, a.offline, a.overwrite)
 
 # %% ../nbs/13_cli.ipynb #0769c3a1
 def make_data(): _run_main(make_data_main)
@@ -395,3 +565,17 @@ def demo(): _run_main(demo_main)
 def evaluate(): _run_main(eval_main)
 def prepare_vqa(): _run_main(prepare_vqa_main)
 def select(): _run_main(select_main)
+
+def command_parsers()->dict: # {console script name: its argparse parser}
+    "The parser of every console script, as its `--help` shows it"
+    return {'lever_plus_make_data': make_data_parser(), 'lever_plus_sft': sft_parser(), 'lever_plus_grpo': grpo_parser(),
+            'lever_plus_demo': demo_parser(), 'lever_plus_eval': eval_parser(), 'lever_plus_prepare_vqa': prepare_vqa_parser(),
+            'lever_plus_select': select_parser()}
+
+def command_help(name:str, # a console script, e.g. 'lever_plus_sft'
+                 width:int=100, # text width (fixed: the help then reads the same in any terminal)
+                )->str:
+    "`name --help`'s text at a fixed width"
+    p = command_parsers()[name]
+    p.formatter_class = functools.partial(p.formatter_class, width=width)
+    return p.format_help()

@@ -174,7 +174,7 @@ def load_world(out_dir) -> SimWorld:
     for f in ('embeddings.safetensors', 'world.safetensors', 'world.json'):
         if not (d/f).is_file():
             raise EmbeddingError(f'{d/f}: not found; a simulated world needs embeddings.safetensors, world.safetensors and '
-                                 f'world.json (write them with lever_plus.beams.make_data or `lever_plus_make_data --out {d}`)')
+                                 f'world.json (write them with lever_plus.beams.make_data or `lever_plus_make_data --output_dir {d}`)')
     try: info = json.loads((d/'world.json').read_text())
     except json.JSONDecodeError as e: raise EmbeddingError(f'{d/"world.json"}: not valid JSON ({e})') from None
     if not isinstance(info, dict) or info.get('format') != WORLD_FORMAT:

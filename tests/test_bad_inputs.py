@@ -323,7 +323,7 @@ def test_make_data_bad_input(name, extra, frag, tmp_path, monkeypatch, capsys):
 def test_make_data_out_is_a_file(tmp_path, monkeypatch, capsys):
     f = tmp_path/'data'; f.write_text('x')
     rc, err = console(monkeypatch, capsys, cli.make_data, ['--out', str(f), *MD])
-    assert (rc, err) == (2, f'error: --out {f}: exists and is not a folder\n') and f.read_text() == 'x'
+    assert (rc, err) == (2, f'error: --output_dir {f}: exists and is not a folder\n') and f.read_text() == 'x'
     rc, err = console(monkeypatch, capsys, cli.make_data, ['--out', str(f/'sub'), *MD])
     assert rc == 2 and f'{f} is a file, not a folder' in err
 

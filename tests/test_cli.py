@@ -1,5 +1,5 @@
 "The Lever-Plus recipe's command line end to end on a tiny simulated world: make_data → sft → grpo (→ resume), and the demo"
-import json
+import argparse, json
 from pathlib import Path
 import torch
 from conftest import run_script, grpo_args, TINY_WORLD
@@ -84,3 +84,113 @@ def test_rl_format_from_a_policy_cli(sft_ckpt, tmp_path):
     assert samples['sim'] != samples['pol']
     r = run_script('lever_plus_make_data', ['--out', tmp_path/'bad', '--rl_policy', sft_ckpt, '--no_progress', *world_args])
     assert r.returncode != 0 and '--rl_policy needs --rl' in r.stderr
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# --help: what a new user learns from the commands (in-process, seconds)
+
+import contextlib, io, re, sys
+import pytest
+from lever_plus import cli
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT/'tools'))
+import commands_page
+
+
+def _help_of(main, monkeypatch, width=100) -> str:
+    "What `main(['--help'])` prints (exit status 0) in a terminal of `width` columns"
+    monkeypatch.setenv('COLUMNS', str(width + 2))  # argparse wraps at the terminal width - 2
+    with contextlib.redirect_stdout(io.StringIO()) as out, pytest.raises(SystemExit) as e: main(['--help'])
+    assert e.value.code == 0
+    return out.getvalue()
+
+
+MAINS = {'lever_plus_make_data': cli.make_data_main, 'lever_plus_sft': cli.sft_main, 'lever_plus_grpo': cli.grpo_main,
+         'lever_plus_demo': cli.demo_main, 'lever_plus_eval': cli.eval_main, 'lever_plus_prepare_vqa': cli.prepare_vqa_main,
+         'lever_plus_select': cli.select_main}
+
+
+def test_every_console_script_has_a_parser_and_is_on_the_commands_page(monkeypatch):
+    scripts = commands_page.console_scripts(ROOT)
+    assert len(scripts) == 7 and 'lever_plus_prepare_vqa' in scripts
+    assert set(scripts) == set(cli.command_parsers()) == set(MAINS)
+    nb = json.loads((ROOT/'nbs'/'commands.ipynb').read_text(encoding='utf-8'))
+    shown = {}
+    for c in nb['cells']:
+        m = re.fullmatch(r"print\(command_help\('(\w+)'\)\)", ''.join(c['source']).strip()) if c['cell_type'] == 'code' else None
+        if m: shown[m.group(1)] = ''.join(t for o in c['outputs'] if o.get('name') == 'stdout' for t in o['text'])
+    assert set(shown) == set(scripts), 'run `python tools/commands_page.py`'
+    for name in scripts:  # the page shows what the parsers print now, and what `--help` prints
+        assert shown[name] == cli.command_help(name) + '\n', f'nbs/commands.ipynb: {name} is stale: run `python tools/commands_page.py`'
+        assert _help_of(MAINS[name], monkeypatch) == cli.command_help(name), name
+    assert (ROOT/'nbs'/'commands.ipynb').read_text(encoding='utf-8') == commands_page.text()
+
+
+def test_help_says_every_default_and_what_is_required():
+    for name, p in cli.command_parsers().items():
+        text = cli.command_help(name, width=80)
+        assert '(default: )' not in text and 'runs/v3' not in text.split('examples:')[0] or name == 'lever_plus_grpo', name
+        for a in p._actions:
+            if isinstance(a, argparse._HelpAction): continue
+            h = p.formatter_class(name)._get_help_string(a)
+            assert a.help and (a.nargs == 0 or '(default' in h or '(required)' in h), (name, a.option_strings)
+        assert re.search(rf'\nexamples:\n  {name} ', text), name
+    sft = cli.command_help('lever_plus_sft')
+    assert '(default: runs/sft)' in sft and sft.count('(required)') == 2
+    assert 'usage: lever_plus_sft [-h]' in sft and ' --beam_data STR --embeddings STR' in sft  # not in brackets: required
+
+
+def _refused(p, argv) -> str:
+    with contextlib.redirect_stderr(io.StringIO()) as err, pytest.raises(SystemExit) as e: p.parse_args(argv)
+    assert e.value.code == 2
+    return err.getvalue()
+
+
+SFT_OK = ['--beam_data', 'b.json', '--embeddings', 'e']
+GRPO_OK = ['--sft_ckpt', 'c', *SFT_OK]
+
+
+@pytest.mark.parametrize('name,argv', [
+    ('lever_plus_sft', [*SFT_OK, '--beta', '0.1']), ('lever_plus_sft', [*SFT_OK, '--rce_epochs', '1']),
+    ('lever_plus_sft', [*SFT_OK, '--unlabeled', 'u.json']), ('lever_plus_sft', [*SFT_OK, '--kl_ceiling', '1']),
+    ('lever_plus_grpo', [*GRPO_OK, '--d_model', '32']), ('lever_plus_grpo', [*GRPO_OK, '--version', 'v1']),
+    ('lever_plus_grpo', [*GRPO_OK, '--epochs', '3']), ('lever_plus_sft', [*SFT_OK, '--epoch', '3']),  # no abbreviations
+    ('lever_plus_eval', ['--embeddings', 'e', '--shot', '2']), ('lever_plus_sft', ['--embeddings', 'e']),
+    ('lever_plus_grpo', SFT_OK), ('lever_plus_make_data', ['--seed', '1']),
+])
+def test_flags_a_command_does_not_offer_are_refused(name, argv):
+    err = _refused(cli.command_parsers()[name], argv)
+    assert 'unrecognized arguments' in err or 'the following arguments are required' in err, err
+
+
+def test_old_spellings_still_work():
+    ps = cli.command_parsers()
+    a = ps['lever_plus_make_data'].parse_args(['--out', 'd', '--model', 'm', '--dtype', 'fp16'])
+    assert (a.output_dir, a.vlm, a.vlm_dtype, a.device) == ('d', 'm', 'fp16', 'auto')
+    for name in ('lever_plus_demo', 'lever_plus_eval'):
+        assert ps[name].parse_args(['--out', 'o', *(['--embeddings', 'e'] if name == 'lever_plus_eval' else [])]).output_dir == 'o'
+    assert ps['lever_plus_eval'].parse_args(['--embeddings', 'e']).device == 'auto'
+    assert ps['lever_plus_select'].parse_args(['--ckpt', 'c', '--embeddings', 'e', '--queries', 'q', '--output', 'o']).device == 'auto'
+    vqa = ['--train_questions', 'a', '--train_annotations', 'b', '--train_images', 'c', '--test_questions', 'd',
+           '--test_annotations', 'e', '--test_images', 'f']
+    assert ps['lever_plus_prepare_vqa'].parse_args(['--out', 'o', *vqa]).output_dir == 'o'
+    for argv, want in (([], (False, False)), (['--all_beams'], (True, False)), (['--all_beams', 'true', '--keep_fallback', 'true'], (True, True)),
+                       (['--sft.all_beams', 'false', '--keep_fallback'], (False, True))):
+        c = cli.config_from_args(ps['lever_plus_sft'].parse_args([*SFT_OK, *argv]))
+        assert (c.sft.all_beams, c.data.keep_fallback) == want, argv
+    c = cli.config_from_args(ps['lever_plus_sft'].parse_args([*SFT_OK, '--out', 'x', '--sft.epochs', '2']))
+    assert (c.run.output_dir, c.sft.epochs) == ('x', 2)
+    assert cli.config_from_args(ps['lever_plus_sft'].parse_args(SFT_OK)).run.output_dir == 'runs/sft'
+    g = ps['lever_plus_grpo'].parse_args([*GRPO_OK, '--model', 'm', '--vlm_dtype', 'bf16', '--out', 'o', '--lr', '0.01'])
+    assert (g.vlm, g.vlm_dtype) == ('m', 'bf16')
+    c = cli.config_from_args(g)
+    assert (c.run.output_dir, c.sft.lr) == ('o', 0.01)
+    assert cli.config_from_args(ps['lever_plus_grpo'].parse_args(GRPO_OK)).run.output_dir == 'runs/v3'
+
+
+def test_a_config_file_may_give_the_required_data(tmp_path):
+    from lever_plus.core import save_config, TrainConfig, DataConfig
+    save_config(TrainConfig(data=DataConfig(beam_data='b.json', embeddings='e')), tmp_path/'c.yaml')
+    ns = cli.parse_config_args(cli.sft_parser(), ['--config', str(tmp_path/'c.yaml'), '--epochs', '1'])
+    c = cli.config_from_args(ns)
+    assert (c.data.beam_data, c.data.embeddings, c.sft.epochs, c.run.output_dir) == ('b.json', 'e', 1, 'runs/sft')

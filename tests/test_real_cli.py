@@ -26,7 +26,7 @@ def test_prepare_vqa_then_hf_beam_data(tmp_path):
     b = d['train'][0]
     assert tuple(b['beams'].shape) == (3, 2) and len(b['cand_ids']) == 6
     r = run_script('lever_plus_make_data', ['--scorer', 'hf', '--out', tmp_path/'x'])
-    assert r.returncode == 2 and r.stderr.startswith('error: --scorer hf needs --model NAME and --data DIR')
+    assert r.returncode == 2 and r.stderr.startswith('error: --scorer hf needs --vlm NAME and --data DIR')
 
 
 def test_online_grpo_with_the_hf_vlm(tmp_path):
