@@ -446,7 +446,7 @@ def run_demo(out, # output folder
              quick:bool=False, # a tiny world and few epochs (seconds; for tests)
              sft_epochs:int|None=None, rce_epochs:int|None=None, grpo_epochs:int|None=None,
              progress:bool=True,
-             offline:bool=False, # v3 = RCE + offline GRPO on the beams (the Lever-Plus recipe) instead of online GRPO + unlabeled queries
+             offline:bool=False, # v3-offline (RCE + GRPO on the beams, the Lever-Plus recipe) instead of v3-online (online GRPO + unlabeled queries)
              overwrite:bool=False, # replace an earlier demo in `out` (otherwise refused)
             )->dict:
     "world → beams → SFT v2 → RL post-training (v3) → evaluation; returns the result rows"
@@ -488,7 +488,7 @@ def _run_demo(out, seed, quick, sft_epochs, rce_epochs, grpo_epochs, progress, o
     say('[2/4] SFT v2')
     sft = run_sft(data/'beams_train.json', data, out/'sft_v2', 'v2', sft_cfg, data/'beams_val.json', scorer)
     times['sft'] = time.perf_counter() - t0 - times['data']
-    v3_name = 'v3 (RCE+GRPO)' if offline else 'v3 (online GRPO + unlabeled)'
+    v3_name = 'v3-offline' if offline else 'v3-online'  # the names of the index page
     say(f'[3/4] RL post-training: {v3_name}')
     v3 = run_post_train(out/'sft_v2'/'best', data/'beams_train.json', data, out/'v3', cfg, data/'beams_val.json', scorer, progress=progress)
     times['post_train'] = time.perf_counter() - t0 - times['data'] - times['sft']
@@ -504,7 +504,7 @@ def _run_demo(out, seed, quick, sft_epochs, rce_epochs, grpo_epochs, progress, o
     plot_eval(rows, out/'eval.png')
     total = time.perf_counter() - t0
     report = (f'# lever_plus demo (seed {seed})\n\nHeld-out test queries: {rows[0]["n"]}. SFT best epoch {sft["best_epoch"]}, '
-              f'v3 best epoch {v3["best_epoch"]}.\n\n{table}\n\nTimes (s): ' + ', '.join(f'{k} {v:.1f}' for k, v in times.items()) +
+              f'{v3_name} best epoch {v3["best_epoch"]}.\n\n{table}\n\nTimes (s): ' + ', '.join(f'{k} {v:.1f}' for k, v in times.items()) +
               f', total {total:.1f}\n\n![eval](eval.png)\n\n![curves](v3/curves.png)\n')
     atomic_write_text(out/'report.md', report)
     print(table); print(f'\nreport: {out/"report.md"}  (total {total:.0f} s)')
@@ -518,7 +518,7 @@ def demo_parser()->argparse.ArgumentParser:
     p = _new_parser(demo_main, '''
         lever_plus_demo                                             # the main job into runs/demo (~3 minutes on 2 cores)
         lever_plus_demo --quick --output_dir runs/demo_quick        # a tiny world, few epochs (seconds)
-        lever_plus_demo --offline --output_dir runs/demo_offline    # v3 = RCE + offline GRPO on the beams
+        lever_plus_demo --offline --output_dir runs/demo_offline    # v3-offline: RCE + GRPO on the beams
     ''')
     _output_dir(p, 'data/, sft_v2/, v3/, eval.json, eval.png, report.md', default='runs/demo')
     p.add_argument('--seed', type=int, default=0, help='seed of the world, the training and the evaluation')
@@ -528,26 +528,7 @@ def demo_parser()->argparse.ArgumentParser:
     p.add_argument('--rce_epochs', type=int, default=None, help='RCE warm-up epochs (default: 0; 1 with --offline)')
     p.add_argument('--grpo_epochs', type=int, default=None, help=f'GRPO epochs (default: {DEMO_ONLINE_EPOCHS} online; '
                    f'{DEMO_GRPO_EPOCHS} with --offline; 1 with --quick)')
-    p.add_argument('--offline', action='store_true', help="v3 = the Lever-Plus recipe's RCE + offline GRPO on the beams (default: online GRPO + unlabeled queries)")
-    p.add_argument('--overwrite', action='store_true', help='replace an earlier demo in --output_dir (otherwise refused)')
-    _no_progress(p)
-    return p
-
-def demo_parser()->argparse.ArgumentParser:
-    p = _new_parser(demo_main, '''
-        lever_plus_demo                                             # the main job into runs/demo (~3 minutes on 2 cores)
-        lever_plus_demo --quick --output_dir runs/demo_quick        # a tiny world, few epochs (seconds)
-        lever_plus_demo --offline --output_dir runs/demo_offline    # v3 = RCE + offline GRPO on the beams
-    ''')
-    _output_dir(p, 'data/, sft_v2/, v3/, eval.json, eval.png, report.md', default='runs/demo')
-    p.add_argument('--seed', type=int, default=0, help='seed of the world, the training and the evaluation')
-    p.add_argument('--quick', action='store_true', help='tiny world and few epochs (seconds)')
-    p.add_argument('--sft_epochs', type=int, default=None, help=f'SFT epochs (default: {DEMO_SFT_EPOCHS}, stopping early after '
-                   f'{DEMO_SFT_PATIENCE} without a better validation score; 2 with --quick)')
-    p.add_argument('--rce_epochs', type=int, default=None, help='RCE warm-up epochs (default: 0; 1 with --offline)')
-    p.add_argument('--grpo_epochs', type=int, default=None, help=f'GRPO epochs (default: {DEMO_ONLINE_EPOCHS} online; '
-                   f'{DEMO_GRPO_EPOCHS} with --offline; 1 with --quick)')
-    p.add_argument('--offline', action='store_true', help="v3 = the Lever-Plus recipe's RCE + offline GRPO on the beams (default: online GRPO + unlabeled queries)")
+    p.add_argument('--offline', action='store_true', help="v3-offline: the Lever-Plus recipe's RCE + GRPO on the beams (default: v3-online, online GRPO + unlabeled queries)")
     p.add_argument('--overwrite', action='store_true', help='replace an earlier demo in --output_dir (otherwise refused)')
     _no_progress(p)
     return p
