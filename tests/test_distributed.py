@@ -52,7 +52,7 @@ def test_a_stopped_or_killed_rank_ends_the_job_with_a_resume_hint(world, sft_ckp
     "One of 2 gloo ranks stopped (or killed) after epoch 1: the other gives up after run.dist_timeout and says how to resume"
     out = tmp_path/'run'
     cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2', '--no-python', script('lever_plus_grpo'),
-           *map(str, grpo_args(world, sft_ckpt, out, '--rce_epochs', 1, '--grpo_epochs', 3, '--run.dist_timeout', 5))]
+           *map(str, grpo_args(world, sft_ckpt, out, '--rce_epochs', 1, '--grpo_epochs', 3, '--run.dist_timeout', 10))]
     env = {k: v for k, v in cli_env().items() if k not in ('RANK', 'WORLD_SIZE', 'LOCAL_RANK', 'MASTER_ADDR', 'MASTER_PORT')}
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
     try:
@@ -64,7 +64,7 @@ def test_a_stopped_or_killed_rank_ends_the_job_with_a_resume_hint(world, sft_ckp
         pid = _rank_pid(p.pid, 1)
         assert pid is not None
         os.kill(pid, getattr(signal, sig))
-        _, err = p.communicate(timeout=120)  # 5 s to notice, torchrun's 30 s grace for the stopped rank, start-up
+        _, err = p.communicate(timeout=120)  # 10 s to notice, torchrun's 30 s grace for the stopped rank, start-up
     finally:
         if p.poll() is None: os.killpg(p.pid, signal.SIGKILL)
     assert p.returncode != 0
