@@ -82,6 +82,7 @@ class HFVLMScorer(Scorer):
                  device:str='auto', # where a named model is loaded
                  dtype:str='auto', # 'auto', 'fp32', 'fp16', 'bf16' for a named model
                  batch_size:int=8, # sequences per forward pass
+                 bucket:bool=True, # batch prompts of similar length together (less padding; the scores do not change)
                  template:str=VQA_TEMPLATE, # one example, ending with '{answer}'
                  image_token:str|None=None, # None: the processor's `image_token` ('' for a text-only LM)
                  sep:str='\n', # between examples
@@ -98,6 +99,8 @@ class HFVLMScorer(Scorer):
         if self.tok.pad_token_id is None: self.tok.pad_token = self.tok.eos_token
         if not template.endswith('{answer}'): raise ConfigError(f"the prompt template must end with '{{answer}}', got {template!r}")
         self.template, self.sep, self.batch_size, self.max_new_tokens, self.gt_norm, self.progress = template, sep, batch_size, max_new_tokens, gt_norm, progress
+        self.bucket = bucket
+        self.stats = dict(forward_passes=0, forward_tokens=0, real_tokens=0, images=0)  # what the VLM processed (padding = forward − real)
         self.n_query, self.n_pool = len(self.queries), len(self.pool)
         self.stops = [sep if sep.strip() else '\n', template.split('{question}')[0].strip()]
         self._keep = 'logits_to_keep' in inspect.signature(model.forward).parameters
@@ -132,7 +135,7 @@ class HFVLMScorer(Scorer):
         f = self.tok(tail + answer, add_special_tokens=False)['input_ids']
         return f[len(p):] if f[:len(p)] == p and len(f) > len(p) else self.tok(answer, add_special_tokens=False)['input_ids']
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def _logp(self, prompts, answers):
         "(n,) summed log-prob of each answer after its prompt, one forward pass"
         enc = self._encode([t for t, _ in prompts], [ps for _, ps in prompts], 'right')
@@ -148,6 +151,8 @@ class HFVLMScorer(Scorer):
             for k, v in seqs.items(): new[k][b, :n] = v[b, :n]                  # token types etc.: answer positions stay 0 (text)
             new['input_ids'][b, n:n + len(a)] = torch.tensor(a, dtype=ids.dtype)
             new['attention_mask'][b, n:n + len(a)] = 1
+        st = self.stats; st['forward_passes'] += 1; st['forward_tokens'] += B * T; st['real_tokens'] += sum(n_ctx) + sum(map(len, ans))
+        st['images'] += sum(len(ps) for _, ps in prompts)
         first = min(n_ctx) - 1                                                   # earliest position whose logits predict an answer token
         kw = {'logits_to_keep': T - first} if self._keep else {}
         logits = self.model(**{**enc, **new}, **kw).logits                      # (B, T - first, V) or (B, T, V)
@@ -165,6 +170,15 @@ class HFVLMScorer(Scorer):
     def _batches(self, n):
         return tqdm(range(0, n, self.batch_size), desc='VLM', unit='batch', disable=not self.progress, leave=False)
 
+    def _scores(self, prompts, answers)->torch.Tensor: # (n,) P(answer | prompt)
+        "Teacher-forced probabilities in batches of `batch_size`, of similar prompt lengths when `bucket`"
+        n, out = len(prompts), torch.empty(len(prompts))
+        order = sorted(range(n), key=lambda i: len(self.tok(prompts[i][0], add_special_tokens=False)['input_ids'])) if self.bucket else list(range(n))
+        for i in self._batches(n):
+            idx = order[i:i + self.batch_size]
+            out[idx] = self._logp([prompts[j] for j in idx], [answers[j] for j in idx]).exp()
+        return out
+
     def prob(self, query_ids, shots):
         "P(gt answer | query, ordered shots) by teacher forcing; all-empty rows use the cached zero-shot value"
         self.check_ids(query_ids, shots)
@@ -172,10 +186,7 @@ class HFVLMScorer(Scorer):
         empty = (shots < 0).all(1)
         if empty.any(): out[empty] = self.zero_shot(query_ids[empty])
         rows = (~empty).nonzero().squeeze(1)
-        prompts = self._prompts(query_ids[rows], shots[rows])
-        answers = [self.queries[q].answer for q in query_ids[rows].tolist()]
-        for i in self._batches(len(rows)):
-            out[rows[i:i + self.batch_size]] = self._logp(prompts[i:i + self.batch_size], answers[i:i + self.batch_size]).exp()
+        out[rows] = self._scores(self._prompts(query_ids[rows], shots[rows]), [self.queries[q].answer for q in query_ids[rows].tolist()])
         return out
 
     def zero_shot(self, query_ids:torch.Tensor)->torch.Tensor: # (N,) P(gt | query, no shots), cached per query
@@ -183,10 +194,8 @@ class HFVLMScorer(Scorer):
         need = sorted(set(query_ids.tolist()) - set(self._p0))
         if need:
             q = torch.tensor(need)
-            prompts, answers = self._prompts(q, torch.empty(len(q), 0, dtype=torch.long)), [self.queries[i].answer for i in need]
-            for i in self._batches(len(need)):
-                for j, v in zip(need[i:i + self.batch_size], self._logp(prompts[i:i + self.batch_size], answers[i:i + self.batch_size]).exp().tolist()):
-                    self._p0[j] = v
+            p = self._scores(self._prompts(q, torch.empty(len(q), 0, dtype=torch.long)), [self.queries[i].answer for i in need])
+            self._p0.update(zip(need, p.tolist()))
         return torch.tensor([self._p0[i] for i in query_ids.tolist()])
 
     def info_score(self, query_ids, shots):
