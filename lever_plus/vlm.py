@@ -5,6 +5,7 @@
 # %% ../nbs/14b_vlm.ipynb #a188cb6f
 from __future__ import annotations
 import inspect, json, math, time
+from collections import OrderedDict
 from pathlib import Path
 import torch
 from fastcore.basics import patch
@@ -83,6 +84,7 @@ class HFVLMScorer(Scorer):
                  dtype:str='auto', # 'auto', 'fp32', 'fp16', 'bf16' for a named model
                  batch_size:int=8, # sequences per forward pass
                  bucket:bool=True, # batch prompts of similar length together (less padding; the scores do not change)
+                 image_cache_mib:float=256, # vision-tower features kept per image (LRU, MiB); 0 = encode every image of every prompt
                  template:str=VQA_TEMPLATE, # one example, ending with '{answer}'
                  image_token:str|None=None, # None: the processor's `image_token` ('' for a text-only LM)
                  sep:str='\n', # between examples
@@ -99,8 +101,10 @@ class HFVLMScorer(Scorer):
         if self.tok.pad_token_id is None: self.tok.pad_token = self.tok.eos_token
         if not template.endswith('{answer}'): raise ConfigError(f"the prompt template must end with '{{answer}}', got {template!r}")
         self.template, self.sep, self.batch_size, self.max_new_tokens, self.gt_norm, self.progress = template, sep, batch_size, max_new_tokens, gt_norm, progress
-        self.bucket = bucket
-        self.stats = dict(forward_passes=0, forward_tokens=0, real_tokens=0, images=0)  # what the VLM processed (padding = forward − real)
+        self.bucket, self.image_cache_bytes = bucket, int(image_cache_mib * 2 ** 20)
+        self.stats = dict(forward_passes=0, forward_tokens=0, real_tokens=0, images=0, images_encoded=0)  # what the VLM processed
+        self._feats, self._feat_bytes = OrderedDict(), 0  # image path → its vision features (LRU)
+        self._mm = self.vision and 'mm_encoder_outputs' in inspect.signature(model.forward).parameters and hasattr(model, 'get_image_features')
         self.n_query, self.n_pool = len(self.queries), len(self.pool)
         self.stops = [sep if sep.strip() else '\n', template.split('{question}')[0].strip()]
         self._keep = 'logits_to_keep' in inspect.signature(model.forward).parameters
@@ -128,6 +132,24 @@ class HFVLMScorer(Scorer):
         dev, dt = self.model.device, self.model.dtype
         return {k: (v.to(dev, dt) if v.is_floating_point() else v.to(dev)) if torch.is_tensor(v) else v for k, v in enc.items()}
 
+    def _with_image_features(self, enc:dict, paths:list)->dict:
+        "`enc` with the vision features of `paths` (cached per image) in place of their pixels, where the model takes them"
+        pv = enc.get('pixel_values')
+        if pv is None or not (self._mm and self.image_cache_bytes > 0) or pv.shape[0] != len(paths):  # one pixel row per image
+            self.stats['images_encoded'] += len(paths); return enc
+        new = list(dict.fromkeys(p for p in paths if p not in self._feats))
+        if new:
+            first = [paths.index(p) for p in new]
+            f = self.model.get_image_features(pixel_values=pv[first], return_dict=True).pooler_output
+            for p, x in zip(new, f): self._feats[p] = x; self._feat_bytes += x.numel() * x.element_size()
+            self.stats['images_encoded'] += len(new)
+        feats = [self._feats[p] for p in paths]
+        for p in paths: self._feats.move_to_end(p)
+        while self._feat_bytes > self.image_cache_bytes and len(self._feats) > 1:  # the least recently used go first
+            _, x = self._feats.popitem(last=False); self._feat_bytes -= x.numel() * x.element_size()
+        from transformers.modeling_outputs import BaseModelOutputWithPooling
+        return {**{k: v for k, v in enc.items() if k != 'pixel_values'}, 'mm_encoder_outputs': {'image': BaseModelOutputWithPooling(pooler_output=feats)}}
+
     def _answer_ids(self, prompt, answer):
         "Token ids of `answer` as they follow `prompt` (tokenised together), else tokenised alone"
         tail = prompt.rsplit(self.sep, 1)[-1]
@@ -139,12 +161,13 @@ class HFVLMScorer(Scorer):
     def _logp(self, prompts, answers):
         "(n,) summed log-prob of each answer after its prompt, one forward pass"
         enc = self._encode([t for t, _ in prompts], [ps for _, ps in prompts], 'right')
+        enc = self._with_image_features(enc, [p for _, ps in prompts for p in ps])
         ids, mask = enc['input_ids'], enc['attention_mask']
         B, L = ids.shape
         ans = [self._answer_ids(t, a) for (t, _), a in zip(prompts, answers)]
         n_ctx = mask.sum(1).tolist()                                             # prompt lengths (right padding)
         T = max(n + len(a) for n, a in zip(n_ctx, ans))
-        seqs = {k: v for k, v in enc.items() if torch.is_tensor(v) and v.shape == (B, L) and not v.is_floating_point()}
+        seqs = {k: v for k, v in enc.items() if torch.is_tensor(v) and v.shape == (B, L) and not v.is_floating_point()}  # ids, masks
         new = {k: v.new_zeros(B, T) for k, v in seqs.items()}
         new['input_ids'].fill_(self.tok.pad_token_id)
         for b, (n, a) in enumerate(zip(n_ctx, ans)):
