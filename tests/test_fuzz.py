@@ -2,13 +2,13 @@
 JSON, RL JSON, config file and embeddings file, each given to `lever_plus_sft` in this process. Every case must
 either succeed (a complete run folder) or exit 2 with one `error:` line on stderr and no output folder left
 behind — never a traceback, a hang or a half-written folder."""
-import contextlib, io, json, random, shutil, signal, struct
+import contextlib, io, json, os, random, shutil, signal, struct
 from pathlib import Path
 import pytest
 from lever_plus.beams import make_data
 from lever_plus.cli import _run_main, sft_main
 
-N_CASES = 200  # per kind and corruption family mix; seeded, so a failure names a reproducible case
+N_CASES = int(os.environ.get('LEVER_PLUS_FUZZ_CASES', 200))  # per kind; seeded, so a failure names a reproducible case
 KINDS = ('beams', 'rl', 'config', 'embeddings')
 CONFIG = """model:
   d_model: 8
