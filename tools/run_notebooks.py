@@ -23,8 +23,9 @@ _re_noise = re.compile(r' at 0x[0-9a-f]+|^<function |^<class |^[\w.]+\.[A-Z]\w*$
 def keep_output(o)->bool:
     "Whether a cell output belongs in the docs: not warnings (the tests' business), object reprs or progress bars"
     if o.get('name') == 'stderr': return False
-    text = ''.join(o.get('text', '')) + ''.join(o.get('data', {}).get('text/plain', '')) if 'image/png' not in o.get('data', {}) else ''
-    return not _re_noise.search(text.strip())
+    data = o.get('data', {})
+    if 'image/png' in data: return True  # a figure (its text/plain is only '<Figure ...>')
+    return not _re_noise.search((''.join(o.get('text', '')) + ''.join(data.get('text/plain', ''))).strip())
 _re_tmp = re.compile(r'/tmp/[\w.-]+|/var/folders/\S+|tmp[a-z0-9_]{8}')
 
 def run_notebook(path:Path, keep=lambda cell: True):
