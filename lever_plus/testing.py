@@ -15,7 +15,8 @@ from .beams import make_data
 
 # %% auto #0
 __all__ = ['ToyScorer', 'toy_problem', 'tiny_config', 'tiny_vqa', 'tiny_tokenizer', 'tiny_image_processor', 'tiny_clip',
-           'tiny_vlm', 'run_script', 'ddp_check_script', 'run_ddp_check', 'sft_ddp_check', 'make_data_ddp_check']
+           'tiny_vlm', 'tiny_qwen2_vl', 'run_script', 'ddp_check_script', 'run_ddp_check', 'sft_ddp_check',
+           'make_data_ddp_check']
 
 # %% ../nbs/90_testing.ipynb #2f025fa3
 class ToyScorer:
@@ -130,8 +131,17 @@ def tiny_clip(out_dir, # folder to write (config.json, model.safetensors, tokeni
     return Path(out_dir)
 
 # %% ../nbs/90_testing.ipynb #884067f8
+def _redraw(model, std:float|None):
+    "Weight matrices (and kernels) of `model` drawn again from N(0, std²), in place; None leaves them"
+    if std is None: return model
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() >= 2: p.normal_(0, std)
+    return model
+
 def tiny_vlm(out_dir, # folder to write (config, weights, tokenizer, processor)
              seed:int=0, # weight init seed
+             init_std:float|None=None, # None: transformers' init (near-uniform outputs); e.g. 0.3: sharp, order-sensitive ones
             )->Path:
     "Save a random-init tiny LLaVA (CLIP vision tower + Llama) with its processor, offline"
     from transformers import LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
@@ -147,8 +157,39 @@ def tiny_vlm(out_dir, # folder to write (config, weights, tokenizer, processor)
                       vision_feature_select_strategy='default', vision_feature_layer=-1)
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        LlavaForConditionalGeneration(cfg).save_pretrained(out_dir)
+        _redraw(LlavaForConditionalGeneration(cfg), init_std).save_pretrained(out_dir)
     proc.save_pretrained(out_dir)
+    return Path(out_dir)
+
+# %% ../nbs/90_testing.ipynb #b8d2f1e3
+def tiny_qwen2_vl(out_dir, # folder to write (config, weights, tokenizer, image processor)
+                  seed:int=0, # weight init seed
+                  version:str='2', # '2' (Qwen2-VL) or '2.5' (Qwen2.5-VL)
+                  init_std:float|None=None, # None: transformers' init; e.g. 0.3: sharp, order-sensitive outputs
+                 )->Path:
+    "Save a random-init tiny Qwen2-VL / Qwen2.5-VL (ViT + 2×2 patch merger + Qwen2 with M-RoPE), tokenizer and image processor, offline"
+    import transformers
+    if version not in ('2', '2.5'): raise ValueError(f"version must be '2' or '2.5', got {version!r}")
+    tok = tiny_tokenizer(special=('<pad>', '<s>', '</s>', '<|vision_start|>', '<|vision_end|>'), image_token='<|image_pad|>', max_len=4096)
+    ip_cls = getattr(transformers, 'Qwen2VLImageProcessorPil', None) or transformers.Qwen2VLImageProcessor
+    ip = ip_cls(min_pixels=56 * 56, max_pixels=56 * 56, patch_size=14, merge_size=2, temporal_patch_size=2)
+    tc = dict(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
+              max_position_embeddings=4096, rope_scaling={'type': 'mrope', 'mrope_section': [2, 3, 3]}, pad_token_id=tok.pad_token_id,
+              bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
+    if version == '2':
+        vc = dict(depth=1, embed_dim=32, hidden_size=32, mlp_ratio=2, num_heads=2, in_chans=3, patch_size=14, spatial_merge_size=2, temporal_patch_size=2)
+        C, M = transformers.Qwen2VLConfig, transformers.Qwen2VLForConditionalGeneration
+    else:
+        vc = dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, in_channels=3, patch_size=14, spatial_merge_size=2,
+                  temporal_patch_size=2, window_size=28, out_hidden_size=32, fullatt_block_indexes=[1])
+        C, M = transformers.Qwen2_5_VLConfig, transformers.Qwen2_5_VLForConditionalGeneration
+    ids = {t: tok.convert_tokens_to_ids(t) for t in ('<|image_pad|>', '<|vision_start|>', '<|vision_end|>')}
+    cfg = C(vision_config=vc, text_config=tc, image_token_id=ids['<|image_pad|>'], vision_start_token_id=ids['<|vision_start|>'],
+            vision_end_token_id=ids['<|vision_end|>'], video_token_id=tok.pad_token_id)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        _redraw(M(cfg), init_std).save_pretrained(out_dir)
+    tok.save_pretrained(out_dir); ip.save_pretrained(out_dir)
     return Path(out_dir)
 
 # %% ../nbs/90_testing.ipynb #06c5f2f5

@@ -20,7 +20,8 @@ from .model import load_selector
 from .evaluate import score_method, pick_sequences, _MODALITY
 
 # %% auto #0
-__all__ = ['VQA_TEMPLATE', 'resolve_dtype', 'load_vlm', 'build_prompt', 'HFVLMScorer', 'make_real_data', 'evaluate_real']
+__all__ = ['VQA_TEMPLATE', 'resolve_dtype', 'load_vlm', 'build_prompt', 'auto_batch_size', 'HFVLMScorer', 'make_real_data',
+           'evaluate_real']
 
 # %% ../nbs/14b_vlm.ipynb #595c3c25
 _DTYPES = {'fp32': torch.float32, 'float32': torch.float32, 'fp16': torch.float16, 'float16': torch.float16,
@@ -34,6 +35,25 @@ def resolve_dtype(dtype:str, # 'auto', 'fp32', 'fp16' or 'bf16'
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     if dtype not in _DTYPES: raise ConfigError(f"dtype must be 'auto', 'fp32', 'fp16' or 'bf16', got {dtype!r}")
     return _DTYPES[dtype]
+
+def _images_only(cls:type)->type:
+    "The processor class `cls` (e.g. `Qwen2VLProcessor`), buildable without its video processor"
+    class ImagesOnly(cls):
+        def check_argument_for_proper_class(self, name, arg):
+            return None if name == 'video_processor' and arg is None else super().check_argument_for_proper_class(name, arg)
+    ImagesOnly.__name__ = ImagesOnly.__qualname__ = cls.__name__ + 'ImagesOnly'
+    return ImagesOnly
+
+def _load_processor(model:str, cfg):
+    "`AutoProcessor` of `model`; without torchvision (which video processors need), its image processor and tokenizer alone"
+    import importlib.util, transformers
+    from transformers.models.auto.processing_auto import PROCESSOR_MAPPING_NAMES
+    try: return transformers.AutoProcessor.from_pretrained(model)
+    except ImportError:
+        cls = getattr(transformers, PROCESSOR_MAPPING_NAMES.get(cfg.model_type) or '', None)
+        if cls is None or 'video_processor' not in cls.get_attributes() or importlib.util.find_spec('torchvision'): raise
+    parts = dict(image_processor=transformers.AutoImageProcessor.from_pretrained(model), tokenizer=transformers.AutoTokenizer.from_pretrained(model))
+    return _images_only(cls)(**parts, **{a: None for a in cls.get_attributes() if a not in parts})
 
 def load_vlm(model:str, # hub name or local folder
              device:str='auto', # 'auto', 'cpu', 'cuda', 'cuda:1', ...
@@ -51,7 +71,7 @@ def load_vlm(model:str, # hub name or local folder
     major, minor = (int(x) for x in transformers.__version__.split('.')[:2])
     kw = {'dtype': dt} if (major, minor) >= (4, 56) else {'torch_dtype': dt}
     m = cls.from_pretrained(model, **kw).to(dev).eval()
-    proc = transformers.AutoProcessor.from_pretrained(model) if name != 'AutoModelForCausalLM' else transformers.AutoTokenizer.from_pretrained(model)
+    proc = _load_processor(model, cfg) if name != 'AutoModelForCausalLM' else transformers.AutoTokenizer.from_pretrained(model)
     return m, proc
 
 # %% ../nbs/14b_vlm.ipynb #9d58af55
@@ -74,6 +94,26 @@ def _stop_at(text:str, stops:list) -> str:
     cut = min([i for i in (text.find(s) for s in stops if s) if i >= 0], default=len(text))
     return text[:cut].strip()
 
+def _image_text(processor)->str:
+    "The text that stands for one image: the processor's image token, inside the vision start/end markers where the tokenizer has them (Qwen2-VL)"
+    tok, t = getattr(processor, 'tokenizer', processor), getattr(processor, 'image_token', '<image>')
+    vocab = tok.get_vocab()
+    return f'<|vision_start|>{t}<|vision_end|>' if '<|vision_start|>' in vocab and '<|vision_end|>' in vocab else t
+
+def auto_batch_size(model, # a transformers model (its text config gives the sizes)
+                    seq_len:int, # tokens per sequence (the longest in the batch)
+                    free_bytes:int, # memory the batch may use
+                    max_batch:int=256)->int: # at least 1
+    "Sequences per forward pass that fit in `free_bytes`: each needs its KV cache, one layer's activations and its attention scores"
+    c = model.config.get_text_config()
+    heads = c.num_attention_heads
+    kv_heads, head_dim = getattr(c, 'num_key_value_heads', None) or heads, getattr(c, 'head_dim', None) or c.hidden_size // heads
+    b = torch.finfo(model.dtype).bits // 8
+    kv = 2 * c.num_hidden_layers * seq_len * kv_heads * head_dim * b
+    act = seq_len * (6 * c.hidden_size + 3 * getattr(c, 'intermediate_size', 4 * c.hidden_size)) * b
+    attn = heads * seq_len * seq_len * 4                                   # fp32 scores of the math attention path (the worst case)
+    return max(1, min(max_batch, int(free_bytes // (kv + act + attn))))
+
 class HFVLMScorer(Scorer):
     "P(gt answer | prompt with ordered shots) from a transformers VLM by teacher forcing; a `Scorer`"
     def __init__(self, model, # hub name / local folder, or a loaded model (then pass `processor`)
@@ -82,11 +122,12 @@ class HFVLMScorer(Scorer):
                  processor=None, # the model's processor (or tokenizer for a text-only LM); loaded with a name
                  device:str='auto', # where a named model is loaded
                  dtype:str='auto', # 'auto', 'fp32', 'fp16', 'bf16' for a named model
-                 batch_size:int=8, # sequences per forward pass
+                 batch_size:int|None=8, # sequences per forward pass; None: from free GPU memory (8 on a CPU)
                  bucket:bool=True, # batch prompts of similar length together (less padding; the scores do not change)
-                 image_cache_mib:float=256, # vision-tower features kept per image (LRU, MiB); 0 = encode every image of every prompt
+                 image_cache_mib:float=256, # vision-tower features kept per image (LRU, MiB); 0 = none kept between batches
+                 share_prefix:bool=True, # prompts that share their first shots run them once, then continue from the KV cache
                  template:str=VQA_TEMPLATE, # one example, ending with '{answer}'
-                 image_token:str|None=None, # None: the processor's `image_token` ('' for a text-only LM)
+                 image_token:str|None=None, # None: the processor's image text ('' for a text-only LM)
                  sep:str='\n', # between examples
                  max_new_tokens:int=10, # generation length for `vqa_acc`
                  gt_norm:str='official', # ground-truth normalisation of `vqa_accuracy`
@@ -94,20 +135,25 @@ class HFVLMScorer(Scorer):
                 ):
         if isinstance(model, (str, Path)): model, processor = load_vlm(str(model), device, dtype)
         elif processor is None: raise ConfigError('HFVLMScorer: pass the `processor` together with a loaded model')
+        if batch_size is not None and batch_size < 1: raise ConfigError(f'batch_size must be ≥ 1 or None (from free memory), got {batch_size}')
         self.model, self.processor, self.queries, self.pool = model.eval(), processor, list(queries), list(pool)
         self.tok = getattr(processor, 'tokenizer', processor)
         self.vision = hasattr(processor, 'image_processor')
-        self.image_token = (getattr(processor, 'image_token', '<image>') if image_token is None else image_token) if self.vision else ''
+        self.image_token = (_image_text(processor) if image_token is None else image_token) if self.vision else ''
         if self.tok.pad_token_id is None: self.tok.pad_token = self.tok.eos_token
         if not template.endswith('{answer}'): raise ConfigError(f"the prompt template must end with '{{answer}}', got {template!r}")
         self.template, self.sep, self.batch_size, self.max_new_tokens, self.gt_norm, self.progress = template, sep, batch_size, max_new_tokens, gt_norm, progress
         self.bucket, self.image_cache_bytes = bucket, int(image_cache_mib * 2 ** 20)
-        self.stats = dict(forward_passes=0, forward_tokens=0, real_tokens=0, images=0, images_encoded=0)  # what the VLM processed
+        self.stats = dict(forward_passes=0, forward_tokens=0, real_tokens=0, images=0, images_encoded=0, prefixes=0)  # what the VLM processed
         self._feats, self._feat_bytes = OrderedDict(), 0  # image path → its vision features (LRU)
-        self._mm = self.vision and 'mm_encoder_outputs' in inspect.signature(model.forward).parameters and hasattr(model, 'get_image_features')
+        params = inspect.signature(model.forward).parameters
+        self._mm = self.vision and 'mm_encoder_outputs' in params and hasattr(model, 'get_image_features')
+        self._cache_kw = 'cache' if 'cache' in params else 'past_key_values'
+        self._rope_index = getattr(getattr(model, 'model', None), 'get_rope_index', None)  # M-RoPE (Qwen2-VL): 3-D positions
+        self.share_prefix = share_prefix and (self._mm or not self.vision)
         self.n_query, self.n_pool = len(self.queries), len(self.pool)
         self.stops = [sep if sep.strip() else '\n', template.split('{question}')[0].strip()]
-        self._keep = 'logits_to_keep' in inspect.signature(model.forward).parameters
+        self._keep = 'logits_to_keep' in params
         self._p0 = {}  # query id → zero-shot P(gt)
 
     @classmethod
@@ -122,6 +168,15 @@ class HFVLMScorer(Scorer):
         return [build_prompt([self.pool[j] for j in s if j >= 0], self.queries[q], self.template, self.image_token, self.sep)
                 for q, s in zip(query_ids.tolist(), shots.tolist())]
 
+    def _prefixes(self, shots)->list:
+        "Per row, the prompt text and images of all its shots but the last (what a beam's extensions share), or None"
+        out = []
+        for s in shots.tolist():
+            s = [j for j in s if j >= 0][:-1]
+            parts = [self.image_token + self.template.format(question=self.pool[j].question, answer=self.pool[j].answer) for j in s]
+            out.append((self.sep.join(parts) + self.sep, tuple(self.pool[j].image for j in s) if self.image_token else ()) if s else None)
+        return out
+
     def _encode(self, texts, paths, side):
         "Processor output for a batch of prompts, padded on `side`, on the model's device"
         old, self.tok.padding_side = self.tok.padding_side, side
@@ -132,23 +187,58 @@ class HFVLMScorer(Scorer):
         dev, dt = self.model.device, self.model.dtype
         return {k: (v.to(dev, dt) if v.is_floating_point() else v.to(dev)) if torch.is_tensor(v) else v for k, v in enc.items()}
 
-    def _with_image_features(self, enc:dict, paths:list)->dict:
-        "`enc` with the vision features of `paths` (cached per image) in place of their pixels, where the model takes them"
-        pv = enc.get('pixel_values')
-        if pv is None or not (self._mm and self.image_cache_bytes > 0) or pv.shape[0] != len(paths):  # one pixel row per image
-            self.stats['images_encoded'] += len(paths); return enc
-        new = list(dict.fromkeys(p for p in paths if p not in self._feats))
+    def _image_features(self, enc:dict, paths:list)->list|None:
+        "Vision features of each image of `paths` (the batch's images, in order), from the LRU or the vision tower; None where the layout is unknown"
+        pv, grid = enc.get('pixel_values'), enc.get('image_grid_thw')
+        if pv is None or not self._mm: return None
+        if grid is not None and len(grid) == len(paths): chunks = pv.split(grid.prod(-1).tolist())  # Qwen2-VL: patches of all images, concatenated
+        elif pv.shape[0] == len(paths): chunks = pv.split(1)                                      # LLaVA: one pixel row per image
+        else: return None
+        cache = self.image_cache_bytes > 0
+        store = self._feats if cache else {}                                     # without the LRU: this batch's images, each once
+        new = list(dict.fromkeys(p for p in paths if p not in store))
         if new:
             first = [paths.index(p) for p in new]
-            f = self.model.get_image_features(pixel_values=pv[first], return_dict=True).pooler_output
-            for p, x in zip(new, f): self._feats[p] = x; self._feat_bytes += x.numel() * x.element_size()
+            kw = {'image_grid_thw': grid[first]} if grid is not None else {}
+            f = self.model.get_image_features(pixel_values=torch.cat([chunks[i] for i in first]), return_dict=True, **kw).pooler_output
+            for p, x in zip(new, f):
+                store[p] = x
+                if cache: self._feat_bytes += x.numel() * x.element_size()
             self.stats['images_encoded'] += len(new)
-        feats = [self._feats[p] for p in paths]
-        for p in paths: self._feats.move_to_end(p)
-        while self._feat_bytes > self.image_cache_bytes and len(self._feats) > 1:  # the least recently used go first
-            _, x = self._feats.popitem(last=False); self._feat_bytes -= x.numel() * x.element_size()
+        feats = [store[p] for p in paths]
+        if cache:
+            for p in paths: self._feats.move_to_end(p)
+            while self._feat_bytes > self.image_cache_bytes and len(self._feats) > 1:  # the least recently used go first
+                _, x = self._feats.popitem(last=False); self._feat_bytes -= x.numel() * x.element_size()
+        return feats
+
+    def _model_inputs(self, enc:dict, feats:list|None)->dict:
+        "`enc` with the vision features `feats` in place of the pixels (where given)"
+        if feats is None: return enc
         from transformers.modeling_outputs import BaseModelOutputWithPooling
-        return {**{k: v for k, v in enc.items() if k != 'pixel_values'}, 'mm_encoder_outputs': {'image': BaseModelOutputWithPooling(pooler_output=feats)}}
+        return {**{k: v for k, v in enc.items() if k != 'pixel_values'}, 'mm_encoder_outputs': {'image': BaseModelOutputWithPooling(pooler_output=list(feats))}}
+
+    def _positions(self, enc:dict):
+        "3-D M-RoPE positions (3, B, L) of a batch for Qwen2-VL-style models; None where the model derives positions itself"
+        if self._rope_index is None: return None
+        keys = inspect.signature(self._rope_index).parameters
+        return self._rope_index(enc['input_ids'], **{k: enc[k] for k in ('image_grid_thw', 'attention_mask', 'mm_token_type_ids') if k in keys and k in enc})[0]
+
+    @torch.inference_mode()
+    def _prefix_state(self, prefix:tuple)->dict:
+        "Run the shared prefix (text, images) once: its token ids, its KV cache per layer and its image count"
+        from transformers import DynamicCache
+        text, paths = prefix
+        enc = self._encode([text], [list(paths)], 'right')
+        inp = self._model_inputs(enc, self._image_features(enc, list(paths)) if paths else None)
+        pos = self._positions(enc)
+        cache = DynamicCache(config=self.model.config)
+        self.model(**inp, **({'position_ids': pos} if pos is not None else {}), **{self._cache_kw: cache}, use_cache=True,
+                   **({'logits_to_keep': 1} if self._keep else {}))
+        P = enc['input_ids'].shape[1]
+        self.stats['prefixes'] += 1; self.stats['forward_passes'] += 1; self.stats['forward_tokens'] += P; self.stats['real_tokens'] += P
+        self.stats['images'] += len(paths)
+        return dict(ids=enc['input_ids'][0], kv=[(k, v) for k, v, *_ in cache], n_images=len(paths))
 
     def _answer_ids(self, prompt, answer):
         "Token ids of `answer` as they follow `prompt` (tokenised together), else tokenised alone"
@@ -158,10 +248,11 @@ class HFVLMScorer(Scorer):
         return f[len(p):] if f[:len(p)] == p and len(f) > len(p) else self.tok(answer, add_special_tokens=False)['input_ids']
 
     @torch.inference_mode()
-    def _logp(self, prompts, answers):
-        "(n,) summed log-prob of each answer after its prompt, one forward pass"
+    def _logp(self, prompts, answers, prefix:dict|None=None):
+        "(n,) summed log-prob of each answer after its prompt; with a `prefix` state every prompt starts with, the rest runs from its KV cache"
+        paths = [p for _, ps in prompts for p in ps]
         enc = self._encode([t for t, _ in prompts], [ps for _, ps in prompts], 'right')
-        enc = self._with_image_features(enc, [p for _, ps in prompts for p in ps])
+        feats = self._image_features(enc, paths) if self.image_cache_bytes > 0 or prefix is not None else None
         ids, mask = enc['input_ids'], enc['attention_mask']
         B, L = ids.shape
         ans = [self._answer_ids(t, a) for (t, _), a in zip(prompts, answers)]
@@ -174,11 +265,26 @@ class HFVLMScorer(Scorer):
             for k, v in seqs.items(): new[k][b, :n] = v[b, :n]                  # token types etc.: answer positions stay 0 (text)
             new['input_ids'][b, n:n + len(a)] = torch.tensor(a, dtype=ids.dtype)
             new['attention_mask'][b, n:n + len(a)] = 1
-        st = self.stats; st['forward_passes'] += 1; st['forward_tokens'] += B * T; st['real_tokens'] += sum(n_ctx) + sum(map(len, ans))
-        st['images'] += sum(len(ps) for _, ps in prompts)
+        enc = {**enc, **new}
+        P = len(prefix['ids']) if prefix is not None else 0
+        if P and not (P < min(n_ctx) and (new['input_ids'][:, :P] == prefix['ids']).all()): P = 0  # tokenised differently: no sharing
         first = min(n_ctx) - 1                                                   # earliest position whose logits predict an answer token
         kw = {'logits_to_keep': T - first} if self._keep else {}
-        logits = self.model(**{**enc, **new}, **kw).logits                      # (B, T - first, V) or (B, T, V)
+        st = self.stats; st['forward_passes'] += 1; st['forward_tokens'] += B * (T - P); st['real_tokens'] += sum(n_ctx) + sum(map(len, ans)) - B * P
+        st['images'] += len(paths) - (B * prefix['n_images'] if P else 0)
+        if feats is None and self.vision: st['images_encoded'] += len(paths)      # the model runs its vision tower on every image
+        if P:
+            from transformers import DynamicCache
+            pos, m = self._positions(enc), prefix['n_images']
+            cache = DynamicCache([(k.expand(B, -1, -1, -1), v.expand(B, -1, -1, -1)) for k, v in prefix['kv']], config=self.model.config)
+            per = [len(ps) for _, ps in prompts]
+            own = [i for b, start in enumerate(torch.tensor([0] + per).cumsum(0)[:-1].tolist()) for i in range(start + m, start + per[b])]
+            inp = {k: (v[:, P:] if k not in ('attention_mask',) and torch.is_tensor(v) and v.shape == (B, T) else v) for k, v in enc.items()}
+            if 'image_grid_thw' in inp: inp['image_grid_thw'] = inp['image_grid_thw'][own]
+            inp = self._model_inputs(inp, [feats[i] for i in own] if feats is not None else None)
+            if not own: inp.pop('mm_encoder_outputs', None); inp.pop('image_grid_thw', None)
+            logits = self.model(**inp, **({'position_ids': pos[..., P:]} if pos is not None else {}), **{self._cache_kw: cache}, use_cache=True, **kw).logits
+        else: logits = self.model(**self._model_inputs(enc, feats), **kw).logits  # (B, T - first, V) or (B, T, V)
         off = T - logits.shape[1]
         A = max(len(a) for a in ans)
         pos = torch.zeros(B, A, dtype=torch.long); tgt = torch.zeros(B, A, dtype=torch.long); valid = torch.zeros(B, A, dtype=torch.bool)
@@ -190,16 +296,33 @@ class HFVLMScorer(Scorer):
         lp = lg.log_softmax(-1).gather(2, tgt.to(dev)[:, :, None]).squeeze(-1)   # (B, A)
         return (lp * valid.to(dev)).sum(1).cpu()
 
-    def _batches(self, n):
-        return tqdm(range(0, n, self.batch_size), desc='VLM', unit='batch', disable=not self.progress, leave=False)
+    def _batch_size(self, prompt:tuple)->int:
+        "`batch_size`, or (None) what fits in half the free GPU memory for sequences as long as `prompt` (text, images) + an answer"
+        if self.batch_size is not None: return self.batch_size
+        if self.model.device.type != 'cuda': return 8
+        n = self._encode([prompt[0]], [list(prompt[1])], 'right')['input_ids'].shape[1] + self.max_new_tokens
+        return auto_batch_size(self.model, n, torch.cuda.mem_get_info(self.model.device)[0] // 2)
 
-    def _scores(self, prompts, answers)->torch.Tensor: # (n,) P(answer | prompt)
-        "Teacher-forced probabilities in batches of `batch_size`, of similar prompt lengths when `bucket`"
+    def _batches(self, batches:list):
+        return tqdm(batches, desc='VLM', unit='batch', disable=not self.progress, leave=False)
+
+    def _scores(self, prompts, answers, prefixes=None)->torch.Tensor: # (n,) P(answer | prompt)
+        "Teacher-forced probabilities in batches: of similar prompt lengths when `bucket`, per shared prefix when `share_prefix`"
         n, out = len(prompts), torch.empty(len(prompts))
-        order = sorted(range(n), key=lambda i: len(self.tok(prompts[i][0], add_special_tokens=False)['input_ids'])) if self.bucket else list(range(n))
-        for i in self._batches(n):
-            idx = order[i:i + self.batch_size]
-            out[idx] = self._logp([prompts[j] for j in idx], [answers[j] for j in idx]).exp()
+        size = [len(self.tok(t, add_special_tokens=False)['input_ids']) for t, _ in prompts]
+        groups = {}
+        for i, pf in enumerate(prefixes if prefixes is not None and self.share_prefix else [None] * n): groups.setdefault(pf, []).append(i)
+        alone = [i for pf, idx in groups.items() if pf is None or len(idx) < 2 for i in idx]
+        jobs = [(None, alone)] * bool(alone) + [(pf, idx) for pf, idx in groups.items() if pf is not None and len(idx) >= 2]
+        batches = []
+        for pf, idx in jobs:
+            idx = sorted(idx, key=size.__getitem__) if self.bucket else sorted(idx)
+            bs = self._batch_size(prompts[max(idx, key=size.__getitem__)])
+            batches += [(pf, idx[i:i + bs]) for i in range(0, len(idx), bs)]
+        state = {}
+        for pf, idx in self._batches(batches):
+            if pf is not None and pf not in state: state = {pf: self._prefix_state(pf)}  # one prefix alive at a time
+            out[idx] = self._logp([prompts[j] for j in idx], [answers[j] for j in idx], state.get(pf)).exp()
         return out
 
     def prob(self, query_ids, shots):
@@ -209,7 +332,8 @@ class HFVLMScorer(Scorer):
         empty = (shots < 0).all(1)
         if empty.any(): out[empty] = self.zero_shot(query_ids[empty])
         rows = (~empty).nonzero().squeeze(1)
-        out[rows] = self._scores(self._prompts(query_ids[rows], shots[rows]), [self.queries[q].answer for q in query_ids[rows].tolist()])
+        out[rows] = self._scores(self._prompts(query_ids[rows], shots[rows]), [self.queries[q].answer for q in query_ids[rows].tolist()],
+                                 self._prefixes(shots[rows]))
         return out
 
     def zero_shot(self, query_ids:torch.Tensor)->torch.Tensor: # (N,) P(gt | query, no shots), cached per query
@@ -239,8 +363,9 @@ def generate(self:HFVLMScorer, query_ids:torch.Tensor, # (N,) query ids
     "Greedy answers of the VLM to each query with its shots"
     self.check_ids(query_ids, shots)
     prompts, out = self._prompts(query_ids, shots), []
-    for i in self._batches(len(prompts)):
-        chunk = prompts[i:i + self.batch_size]
+    bs = self._batch_size(max(prompts, key=lambda p: len(p[0]))) if prompts else 1
+    for i in self._batches(range(0, len(prompts), bs)):
+        chunk = prompts[i:i + bs]
         enc = self._encode([t for t, _ in chunk], [ps for _, ps in chunk], 'left')
         with torch.no_grad(): g = self.model.generate(**enc, max_new_tokens=self.max_new_tokens, do_sample=False, pad_token_id=self.tok.pad_token_id)
         new = g[:, enc['input_ids'].shape[1]:]                               # (b, ≤ max_new_tokens) generated tokens
