@@ -124,7 +124,7 @@ class HFVLMScorer(Scorer):
                  dtype:str='auto', # 'auto', 'fp32', 'fp16', 'bf16' for a named model
                  batch_size:int|None=8, # sequences per forward pass; None: from free GPU memory (8 on a CPU)
                  bucket:bool=True, # batch prompts of similar length together (less padding; the scores do not change)
-                 image_cache_mib:float=256, # vision-tower features kept per image (LRU, MiB); 0 = none kept between batches
+                 image_cache_mib:float=256, # vision-tower features kept per image (LRU, MiB); 0 = encode every image of every prompt
                  share_prefix:bool=True, # prompts that share their first shots run them once, then continue from the KV cache
                  template:str=VQA_TEMPLATE, # one example, ending with '{answer}'
                  image_token:str|None=None, # None: the processor's image text ('' for a text-only LM)
@@ -194,22 +194,21 @@ class HFVLMScorer(Scorer):
         if grid is not None and len(grid) == len(paths): chunks = pv.split(grid.prod(-1).tolist())  # Qwen2-VL: patches of all images, concatenated
         elif pv.shape[0] == len(paths): chunks = pv.split(1)                                      # LLaVA: one pixel row per image
         else: return None
-        cache = self.image_cache_bytes > 0
-        store = self._feats if cache else {}                                     # without the LRU: this batch's images, each once
-        new = list(dict.fromkeys(p for p in paths if p not in store))
+        if self.image_cache_bytes <= 0:                                          # every image of every prompt through the vision tower
+            kw = {'image_grid_thw': grid} if grid is not None else {}
+            self.stats['images_encoded'] += len(paths)
+            return list(self.model.get_image_features(pixel_values=pv, return_dict=True, **kw).pooler_output)
+        new = list(dict.fromkeys(p for p in paths if p not in self._feats))
         if new:
             first = [paths.index(p) for p in new]
             kw = {'image_grid_thw': grid[first]} if grid is not None else {}
             f = self.model.get_image_features(pixel_values=torch.cat([chunks[i] for i in first]), return_dict=True, **kw).pooler_output
-            for p, x in zip(new, f):
-                store[p] = x
-                if cache: self._feat_bytes += x.numel() * x.element_size()
+            for p, x in zip(new, f): self._feats[p] = x; self._feat_bytes += x.numel() * x.element_size()
             self.stats['images_encoded'] += len(new)
-        feats = [store[p] for p in paths]
-        if cache:
-            for p in paths: self._feats.move_to_end(p)
-            while self._feat_bytes > self.image_cache_bytes and len(self._feats) > 1:  # the least recently used go first
-                _, x = self._feats.popitem(last=False); self._feat_bytes -= x.numel() * x.element_size()
+        feats = [self._feats[p] for p in paths]
+        for p in paths: self._feats.move_to_end(p)
+        while self._feat_bytes > self.image_cache_bytes and len(self._feats) > 1:  # the least recently used go first
+            _, x = self._feats.popitem(last=False); self._feat_bytes -= x.numel() * x.element_size()
         return feats
 
     def _model_inputs(self, enc:dict, feats:list|None)->dict:

@@ -1,15 +1,15 @@
 "The real-data commands end to end on tiny random-init CLIP / LLaVA models saved to disk (no download)"
 import json
 from conftest import run_script
-from lever_plus.testing import tiny_vqa, tiny_clip, tiny_vlm
+from lever_plus.testing import tiny_vqa, tiny_clip, tiny_vlm, tiny_qwen2_vl
 from lever_plus.data import load_datasets
 
 
-def prepare_and_beams(tmp_path):
-    "Tiny VQA files → `lever_plus_prepare_vqa` (tiny CLIP) → `lever_plus_make_data --scorer hf` (tiny LLaVA); → the VLM's folder"
+def prepare_and_beams(tmp_path, make_vlm=tiny_vlm):
+    "Tiny VQA files → `lever_plus_prepare_vqa` (tiny CLIP) → `lever_plus_make_data --scorer hf` (a tiny VLM, LLaVA by default); → the VLM's folder"
     files = tiny_vqa(tmp_path/'vqa')
     (tq, ta, ti), (vq, va, vi) = files['train2014'], files['val2014']
-    clip, vlm = tiny_clip(tmp_path/'clip'), tiny_vlm(tmp_path/'vlm')
+    clip, vlm = tiny_clip(tmp_path/'clip'), make_vlm(tmp_path/'vlm')
     r = run_script('lever_plus_prepare_vqa', ['--out', tmp_path/'data', '--train_questions', tq, '--train_annotations', ta,
                    '--train_images', ti, '--test_questions', vq, '--test_annotations', va, '--test_images', vi,
                    '--clip', clip, '--n_val', 4, '--device', 'cpu'])
@@ -27,6 +27,14 @@ def test_prepare_vqa_then_hf_beam_data(tmp_path):
     assert tuple(b['beams'].shape) == (3, 2) and len(b['cand_ids']) == 6
     r = run_script('lever_plus_make_data', ['--scorer', 'hf', '--out', tmp_path/'x'])
     assert r.returncode == 2 and r.stderr.startswith('error: --scorer hf needs --vlm NAME and --data DIR')
+
+
+def test_beam_data_from_qwen2_vl(tmp_path):
+    "Upstream's VLM family through the command: a tiny Qwen2.5-VL saved to disk (its processor assembled without torchvision)"
+    prepare_and_beams(tmp_path, lambda d: tiny_qwen2_vl(d, version='2.5'))
+    recs = {k: v for k, v in json.loads((tmp_path/'beams'/'beams_train.json').read_text()).items() if k != '_meta'}
+    assert len(recs) == 4 and all(len(r['id_list']) == 3 and len(r['id_list'][0]) == 2 + 1 for r in recs.values())  # 3 beams of 2 shots + the query id
+    assert all(r['score_list'] == sorted(r['score_list'], reverse=True) for r in recs.values())
 
 
 def test_online_grpo_with_the_hf_vlm(tmp_path):
