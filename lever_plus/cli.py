@@ -15,10 +15,10 @@ _docs = functools.cache(docments)  # docments re-parses the source each call: on
 # %% auto #0
 __all__ = ['SFT_SECTIONS', 'GRPO_SECTIONS', 'DEMO_SFT_EPOCHS', 'DEMO_GRPO_EPOCHS', 'DEMO_SFT_PATIENCE', 'DEMO_ONLINE_EPOCHS',
            'DEMO_UNLABELED', 'HelpFormatter', 'add_config_flags', 'config_from_args', 'parse_config_args',
-           'make_data_parser', 'make_data_main', 'sft_parser', 'sft_main', 'grpo_parser', 'grpo_main',
-           'prepare_vqa_parser', 'prepare_vqa_main', 'eval_parser', 'eval_main', 'select_parser', 'select_main',
-           'run_demo', 'demo_parser', 'demo_main', 'make_data', 'sft', 'grpo', 'demo', 'evaluate', 'prepare_vqa',
-           'select', 'command_parsers', 'command_help']
+           'make_data_parser', 'make_data_main', 'sft_parser', 'sft_main', 'grpo_parser', 'grpo_main', 'recipes',
+           'recipe_config', 'prepare_vqa_parser', 'prepare_vqa_main', 'eval_parser', 'eval_main', 'select_parser',
+           'select_main', 'run_demo', 'demo_parser', 'demo_main', 'make_data', 'sft', 'grpo', 'demo', 'evaluate',
+           'prepare_vqa', 'select', 'command_parsers', 'command_help']
 
 # %% ../nbs/13_cli.ipynb #88884791
 def _sections(cls=TrainConfig):
@@ -290,9 +290,9 @@ def grpo_parser()->argparse.ArgumentParser:
     p = _new_parser(grpo_main, '''
         lever_plus_grpo --sft_ckpt runs/sft/best --beam_data data/beams_train.json --val_beam_data data/beams_val.json \\
             --embeddings data --output_dir runs/v3                  # the Lever-Plus recipe: 1 RCE + 3 offline GRPO epochs
-        lever_plus_grpo --sft_ckpt runs/sft/best --beam_data data/beams_train.json --val_beam_data data/beams_val.json \\
-            --embeddings data --output_dir runs/v3_online --rce_epochs 0 --grpo_epochs 3 \\
-            --online_samples 8 --beta 0.01 --control.mode fixed     # online GRPO: 8 samples per query, scored
+        lever_plus_grpo --recipe v3-online --sft_ckpt runs/sft/best --beam_data data/beams_train.json \\
+            --val_beam_data data/beams_val.json --embeddings data --unlabeled data/queries_unlabeled.json \\
+            --output_dir runs/v3_online                             # the recommended v3: online GRPO, 8 samples per query, scored
         lever_plus_grpo --sft_ckpt runs/sft/best --beam_data data/beams_train.json --val_beam_data data/beams_val.json \\
             --embeddings data --resume runs/v3                      # continue an interrupted run (same flags)
     ''')
@@ -302,6 +302,8 @@ def grpo_parser()->argparse.ArgumentParser:
     p.add_argument('--resume', default=None, help='continue an interrupted run: its output folder (newest checkpoint) or a checkpoint folder; '
                    'give the same flags as the run it continues (a change that would alter the run is refused) (default: a new run)')
     p.add_argument('--overwrite', action='store_true', help='replace an earlier run in --output_dir (otherwise refused)')
+    p.add_argument('--recipe', default=None, choices=list(recipes()), help='a named recipe (lever_plus/configs/recipes/NAME.yaml) to start '
+                   'from; --config and flags override it (default: none, the config defaults)')
     p.add_argument('--scorer', default='auto', choices=('auto', 'hf', 'none'), help="'auto': the simulated VLM when the embeddings folder "
                    "has one; 'hf': a transformers VLM (--vlm); 'none': no scorer. It scores validation picks and online GRPO's samples")
     _vlm_flags(p)
@@ -316,7 +318,7 @@ def grpo_main(argv=None):
     from lever_plus.train import run_post_train
     p = grpo_parser()
     ns = parse_config_args(p, argv)
-    cfg = config_from_args(ns)
+    cfg = config_from_args(ns, base=recipe_config(ns.recipe) if ns.recipe else None)  # defaults < recipe < --config < flags
     _need_data(cfg, p.prog)
     out, resume = cfg.run.output_dir, False
     if ns.resume:  # a run folder (continue from its newest checkpoint) or one checkpoint folder OUT/checkpoints/epoch_NNN
@@ -338,6 +340,21 @@ def grpo_main(argv=None):
     res = run_post_train(ns.sft_ckpt, cfg.data.beam_data, cfg.data.embeddings, out, cfg, ns.val_beam_data,
                          scorer, resume, progress=not ns.no_progress, ctx=ctx, overwrite=ns.overwrite, upstream=_upstream_args(ns))
     return _report(ctx, res, _grpo_summary)
+
+# %% ../nbs/13_cli.ipynb #e2b7c002
+def recipes()->dict: # {name: path of its YAML file}
+    "The named post-training recipes shipped in `lever_plus/configs/recipes/`"
+    import importlib.resources
+    d = Path(str(importlib.resources.files('lever_plus')))/'configs'/'recipes'
+    return {f.stem: f for f in sorted(d.glob('*.yaml'))}
+
+def recipe_config(name:str)->dict: # {section: {field: value}}, only what the recipe sets
+    "The config sections the named recipe sets (every field checked against `TrainConfig`)"
+    import yaml
+    r = recipes()
+    if name not in r: raise ConfigError(f'unknown recipe {name!r}; the recipes: {", ".join(r)}')
+    load_config(r[name])
+    return yaml.safe_load(r[name].read_text()) or {}
 
 # %% ../nbs/13_cli.ipynb #418e0d2a
 def prepare_vqa_parser()->argparse.ArgumentParser:
@@ -448,15 +465,23 @@ def run_demo(out, # output folder
              progress:bool=True,
              offline:bool=False, # v3-offline (RCE + GRPO on the beams, the Lever-Plus recipe) instead of v3-online (online GRPO + unlabeled queries)
              overwrite:bool=False, # replace an earlier demo in `out` (otherwise refused)
+             world:dict|None=None, # `make_data` sizes over the demo's: n_train, n_unlabeled, shot_num, K, ...
             )->dict:
-    "world → beams → SFT v2 → RL post-training (v3) → evaluation; returns the result rows"
+    "world → beams → SFT v2 → RL post-training (v3, a named recipe) → evaluation; returns the result rows"
     from lever_plus.checkpoint import open_run_dir
     out = Path(out)
     lock = open_run_dir(out, 'demo', overwrite=overwrite)  # refused when it holds an earlier demo, unless overwrite
-    try: return _run_demo(out, seed, quick, sft_epochs, rce_epochs, grpo_epochs, progress, offline)
+    try: return _run_demo(out, seed, quick, sft_epochs, rce_epochs, grpo_epochs, progress, offline, world or {})
     finally: lock.release()
 
-def _run_demo(out, seed, quick, sft_epochs, rce_epochs, grpo_epochs, progress, offline):
+def _nested_update(d:dict, *overs:dict)->dict:
+    "`d` with the sections of each of `overs` laid over it, field by field"
+    d = json.loads(json.dumps(d))
+    for o in overs:
+        for sec, v in o.items(): d.setdefault(sec, {}).update(v)
+    return d
+
+def _run_demo(out, seed, quick, sft_epochs, rce_epochs, grpo_epochs, progress, offline, world):
     from lever_plus.beams import make_data
     from lever_plus.sft import run_sft
     from lever_plus.train import run_post_train
@@ -465,26 +490,21 @@ def _run_demo(out, seed, quick, sft_epochs, rce_epochs, grpo_epochs, progress, o
     from lever_plus.model import PointerSelector
     from lever_plus.evaluate import evaluate_methods, results_table, plot_eval
     t0, times = time.perf_counter(), {}
-    world = dict(n_pool=400, n_train=64, n_val=16, n_test=32, K=16) if quick else {}
-    if not offline: world['n_unlabeled'] = 64 if quick else DEMO_UNLABELED
+    world = (dict(n_pool=400, n_train=64, n_val=16, n_test=32, K=16) if quick else {}) | world
+    if not offline: world.setdefault('n_unlabeled', 64 if quick else DEMO_UNLABELED)
     say = print if progress else (lambda *a, **k: None)
     say(f'[1/4] simulated world + beam search → {out}/data')
     make_data(out/'data', seed=seed, progress=progress, **world)
     times['data'] = time.perf_counter() - t0
     data = out/'data'
     scorer = SimScorer.from_dir(data)
-    sft_cfg = TrainConfig(run=RunConfig(seed=seed), sft=SFTConfig(epochs=sft_epochs if sft_epochs is not None else (2 if quick else DEMO_SFT_EPOCHS),
-                                                                  patience=DEMO_SFT_PATIENCE))
-    if offline:  # the Lever-Plus recipe: RCE warm-up, then offline GRPO on the beams (π_ref = the warmed-up policy)
-        cfg = dataclasses.replace(sft_cfg, grpo=GRPOConfig(reference='warmup'),
-                                  curriculum=CurriculumConfig(rce_epochs=rce_epochs if rce_epochs is not None else 1,
-                                                              grpo_epochs=grpo_epochs if grpo_epochs is not None else (1 if quick else DEMO_GRPO_EPOCHS)))
-    else:  # the best variant on validation queries: online GRPO on labeled + unlabeled queries, β small and fixed
-        cfg = dataclasses.replace(sft_cfg, grpo=GRPOConfig(online_samples=8, lr_ratio=0.3, beta=0.01), control=ControlConfig(mode='fixed'),
-                                  data=DataConfig(unlabeled=str(data/'queries_unlabeled.json')),
-                                  run=RunConfig(seed=seed, kl_ceiling=1e9),  # kept by validation info alone: KL to SFT grows large
-                                  curriculum=CurriculumConfig(rce_epochs=rce_epochs if rce_epochs is not None else 0,
-                                                              grpo_epochs=grpo_epochs if grpo_epochs is not None else (1 if quick else DEMO_ONLINE_EPOCHS)))
+    sft = dict(run=dict(seed=seed), data=dict(K=world.get('K', 64), shot_num=world.get('shot_num', 2)),
+               sft=dict(epochs=sft_epochs if sft_epochs is not None else (2 if quick else DEMO_SFT_EPOCHS), patience=DEMO_SFT_PATIENCE))
+    sft_cfg = config_from_dict(TrainConfig, sft, 'the demo')
+    epochs = {k: v for k, v in dict(rce_epochs=rce_epochs, grpo_epochs=grpo_epochs if grpo_epochs is not None else (1 if quick else None)).items()
+              if v is not None}
+    unl = {} if offline else dict(data=dict(unlabeled=str(data/'queries_unlabeled.json')))
+    cfg = config_from_dict(TrainConfig, _nested_update(sft, recipe_config('v3-offline' if offline else 'v3-online'), unl, dict(curriculum=epochs)), 'the demo')
     say('[2/4] SFT v2')
     sft = run_sft(data/'beams_train.json', data, out/'sft_v2', 'v2', sft_cfg, data/'beams_val.json', scorer)
     times['sft'] = time.perf_counter() - t0 - times['data']
@@ -519,6 +539,7 @@ def demo_parser()->argparse.ArgumentParser:
         lever_plus_demo                                             # the main job into runs/demo (~3 minutes on 2 cores)
         lever_plus_demo --quick --output_dir runs/demo_quick        # a tiny world, few epochs (seconds)
         lever_plus_demo --offline --output_dir runs/demo_offline    # v3-offline: RCE + GRPO on the beams
+        lever_plus_demo --n_train 3000 --shot_num 4 --output_dir runs/demo_big   # a larger world, 4 shots
     ''')
     _output_dir(p, 'data/, sft_v2/, v3/, eval.json, eval.png, report.md', default='runs/demo')
     p.add_argument('--seed', type=int, default=0, help='seed of the world, the training and the evaluation')
@@ -529,6 +550,11 @@ def demo_parser()->argparse.ArgumentParser:
     p.add_argument('--grpo_epochs', type=int, default=None, help=f'GRPO epochs (default: {DEMO_ONLINE_EPOCHS} online; '
                    f'{DEMO_GRPO_EPOCHS} with --offline; 1 with --quick)')
     p.add_argument('--offline', action='store_true', help="v3-offline: the Lever-Plus recipe's RCE + GRPO on the beams (default: v3-online, online GRPO + unlabeled queries)")
+    g = p.add_argument_group("the simulated world's size (default: the demo's world)")
+    g.add_argument('--n_train', type=int, default=None, help='labeled training queries (default: 1000; 64 with --quick)')
+    g.add_argument('--n_unlabeled', type=int, default=None, help=f'queries without beam data for v3-online (default: {DEMO_UNLABELED}; 64 with --quick)')
+    g.add_argument('--shot_num', type=int, default=None, help='in-context examples per query (default: 2)')
+    g.add_argument('--K', type=int, default=None, help='candidates per query (default: 64; 16 with --quick)')
     p.add_argument('--overwrite', action='store_true', help='replace an earlier demo in --output_dir (otherwise refused)')
     _no_progress(p)
     return p
@@ -536,7 +562,8 @@ def demo_parser()->argparse.ArgumentParser:
 def demo_main(argv=None):
     "lever_plus_demo: the whole pipeline on the embedded simulated world, with a results table"
     a = demo_parser().parse_args(argv)
-    return run_demo(a.output_dir, a.seed, a.quick, a.sft_epochs, a.rce_epochs, a.grpo_epochs, not a.no_progress, a.offline, a.overwrite)
+    world = {k: getattr(a, k) for k in ('n_train', 'n_unlabeled', 'shot_num', 'K') if getattr(a, k) is not None}
+    return run_demo(a.output_dir, a.seed, a.quick, a.sft_epochs, a.rce_epochs, a.grpo_epochs, not a.no_progress, a.offline, a.overwrite, world)
 
 # %% ../nbs/13_cli.ipynb #0769c3a1
 def make_data(): _run_main(make_data_main)

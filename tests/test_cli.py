@@ -53,6 +53,20 @@ def test_demo_quick(tmp_path):
     assert {'report.md', 'eval.png', 'eval.json'} <= {p.name for p in (tmp_path/'demo').iterdir()}
 
 
+def test_demo_world_flags_and_recipe(tmp_path):
+    "lever_plus_demo --shot_num/--K/--n_train/--n_unlabeled size the world; v3 trains with the v3-online recipe on it"
+    from lever_plus.cli import recipe_config
+    r = run_script('lever_plus_demo', ['--out', tmp_path/'demo', '--quick', '--no_progress', '--shot_num', 3, '--K', 12, '--n_train', 40, '--n_unlabeled', 8])
+    assert r.returncode == 0, r.stderr
+    beams = json.loads((tmp_path/'demo'/'data'/'beams_train.json').read_text())
+    recs = [v for k, v in beams.items() if k != '_meta']
+    assert len(recs) == 40 and all(len(b) == 3 + 1 and len(v['candidate_pool_ids']) == 12 for v in recs for b in v['id_list'])  # 3 shots + the query
+    assert len([k for k in json.loads((tmp_path/'demo'/'data'/'queries_unlabeled.json').read_text()) if k != '_meta']) == 8
+    cfg = json.loads((tmp_path/'demo'/'v3'/'config.json').read_text())
+    assert (cfg['data']['shot_num'], cfg['data']['K']) == (3, 12)
+    assert {k: cfg['grpo'][k] for k in recipe_config('v3-online')['grpo']} == recipe_config('v3-online')['grpo']
+
+
 def test_unlabeled_queries_cli(world, sft_ckpt, tmp_path):
     "make_data --n_unlabeled writes a query-pool file (labeled files unchanged); grpo --unlabeled samples on those queries too"
     w = tmp_path/'world_u'
