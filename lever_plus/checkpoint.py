@@ -22,6 +22,7 @@ RUN_FILES = {
     'sft': ('config.json', 'inputs.json', 'metrics.jsonl', 'best', 'last'),
     'data': ('embeddings.safetensors', 'meta.json', 'world.safetensors', 'world.json', 'beams_*.json', 'queries_unlabeled.json'),
     'demo': ('data', 'sft_v2', 'v3', 'eval.json', 'eval.png', 'report.md'),
+    'sft_search': ('search.json', 'best_config.yaml', 'best', 'trial_[0-9][0-9][0-9]*'),
 }
 LOCK_NAME = '.lever_plus.lock'
 

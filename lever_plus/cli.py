@@ -236,6 +236,28 @@ def _sft_summary(res:dict)->dict: return {k: res[k] for k in ('output_dir', 'bes
 SFT_SECTIONS = {'model': None, 'data': [f.name for f in fields(DataConfig) if f.name != 'unlabeled'], 'sft': None,
                 'run': [f.name for f in fields(RunConfig) if f.name not in ('select_by', 'kl_ceiling')]}  # what lever_plus_sft offers
 
+def _check_search_flags(ns):
+    "Refuse search flags that cannot take effect"
+    if ns.search < 0: raise ConfigError(f'--search must be >= 1 (trials; 0 = one run, no search), got {ns.search}')
+    if not ns.search and (ns.search_space is not None or ns.search_seed is not None):
+        raise ConfigError('--search_space and --search_seed need --search N (the number of trials)')
+    from lever_plus.dist import dist_env
+    if ns.search and dist_env()[1] > 1: raise ConfigError('--search runs its trials one after another in one process: start lever_plus_sft without torchrun')
+
+def _search_line(r:dict)->str:
+    v = f"val {r['val_info']:.4f}" if r.get('val_info') is not None else f"val_loss {r['val_loss']:.4f}"
+    return f"trial {r['trial']}: {v} at epoch {r['best_epoch']} of {r['epochs_run']} ({r['time_s']:.0f} s) {json.dumps(r['overrides'])}"
+
+def _sft_search(ns, cfg:TrainConfig, scorer)->dict: # search.json's contents
+    "`lever_plus_sft --search N`: `lever_plus.tune.run_sft_search` with the command's config as trial 0"
+    from lever_plus.tune import run_sft_search, load_search_space
+    space = load_search_space(ns.search_space) if ns.search_space else None
+    log = (lambda r: None) if ns.no_progress else (lambda r: print(_search_line(r), file=sys.stderr, flush=True))
+    res = run_sft_search(cfg.data.beam_data, cfg.data.embeddings, cfg.run.output_dir, cfg.model.version, cfg, ns.val_beam_data, scorer,
+                         ns.search, space, ns.search_seed or 0, log=log, overwrite=ns.overwrite)
+    keys = ('output_dir', 'version', 'metric', 'n_trials', 'best_trial', 'best', 'best_config', 'best_dir', 'n_train', 'n_val', 'wall_s')
+    return _report(None, res, lambda r: {k: r[k] for k in keys}, default=str)
+
 def sft_parser()->argparse.ArgumentParser:
     p = _new_parser(sft_main, '''
         lever_plus_sft --beam_data data/beams_train.json --val_beam_data data/beams_val.json --embeddings data \\
@@ -244,12 +266,21 @@ def sft_parser()->argparse.ArgumentParser:
             --version v1 --epochs 3 --d_model 64 --all_beams        # a smaller v1 on every beam, 10 % held out
         lever_plus_sft --beam_data data/beams_train.json --embeddings data --output_dir runs/sft_lora \\
             --version v2_lora --base_ckpt runs/sft/best --epochs 2   # LoRA adapters on the v2 above
+        lever_plus_sft --beam_data data/beams_train.json --val_beam_data data/beams_val.json --embeddings data \\
+            --output_dir runs/sft_search --search 24 --patience 3   # 24 trials, chosen on validation queries
     ''')
     p.add_argument('--val_beam_data', default=None, help='validation beam JSON (default: hold out data.val_frac of the training queries)')
     p.add_argument('--scorer', default='auto', choices=('auto', 'none'), help="'auto': the simulated VLM when the embeddings folder has one "
                    "scores the validation picks; 'none': validation selects by its loss")
-    _no_progress(p, ' (SFT draws none; accepted like the other training commands)')
+    _no_progress(p, ' (SFT draws none; accepted like the other training commands); with --search, no line per trial')
     p.add_argument('--overwrite', action='store_true', help='replace an earlier run in --output_dir (otherwise refused)')
+    g = p.add_argument_group('hyper-parameter search (lever_plus.tune, see 05a_tune)')
+    g.add_argument('--search', type=int, default=0, metavar='N', help='run N trials instead of one run: trial 0 is the config given, the '
+                   'others draw from --search_space; each trains into OUT/trial_NNN, the best validation score wins: OUT/search.json, '
+                   'OUT/best_config.yaml (for --config), OUT/best/ (0: no search)')
+    g.add_argument('--search_space', default=None, metavar='FILE', help="JSON or YAML file: {'section.field': [values], or a name: "
+                   "[{'section.field': value, ...}]} (default: lever_plus.tune.SFT_SEARCH_SPACE)")
+    g.add_argument('--search_seed', type=int, default=None, metavar='INT', help='seed of the draws; the trials train with run.seed (default: 0)')
     add_config_flags(p, skip=('base_sha256',), sections=SFT_SECTIONS, required=('data.beam_data', 'data.embeddings'),  # base_sha256: written by the package
                      base={'run': {'output_dir': 'runs/sft'}}, aliases={'run.output_dir': ['--out']})
     return p
@@ -261,8 +292,10 @@ def sft_main(argv=None):
     ns = parse_config_args(p, argv)
     cfg = config_from_args(ns)
     _need_data(cfg, p.prog)
+    _check_search_flags(ns)
     from lever_plus.train import auto_scorer
     scorer = auto_scorer(cfg.data.embeddings) if ns.scorer == 'auto' else None
+    if ns.search: return _sft_search(ns, cfg, scorer)
     ctx, cfg = _distributed(cfg)
     res = run_sft(cfg.data.beam_data, cfg.data.embeddings, cfg.run.output_dir, cfg.model.version, cfg, ns.val_beam_data, scorer, ctx=ctx, overwrite=ns.overwrite)
     return _report(ctx, res, _sft_summary, default=str)

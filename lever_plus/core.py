@@ -109,6 +109,7 @@ class SFTConfig:
     weight_decay: float = 0.01  # AdamW weight decay
     label_smoothing: float = 0.1  # CE label smoothing
     all_beams: bool = False  # train on every beam (weighted equally) instead of the top beam only
+    score_tau: float = 0.0  # with all_beams: weight each beam by softmax(score/τ) over the query's valid beams (listwise); 0 = equal weights
     patience: int = 0  # stop after this many epochs without a better validation score (0: run every epoch)
     def __post_init__(self):
         _check_finite(self, 'sft')
@@ -117,6 +118,8 @@ class SFTConfig:
         _check(0 <= self.label_smoothing < 1, f'sft.label_smoothing must be in [0, 1), got {self.label_smoothing}')
         _check(self.patience >= 0, f'sft.patience must be >= 0 (0 = no early stopping), got {self.patience}')
         _check(self.weight_decay >= 0, f'sft.weight_decay must be >= 0, got {self.weight_decay}')
+        _check(self.score_tau >= 0, f'sft.score_tau must be >= 0 (0 = equal beam weights), got {self.score_tau}')
+        _check(self.score_tau == 0 or self.all_beams, f'sft.score_tau={self.score_tau} weights the beams of sft.all_beams: set sft.all_beams=True too')
 
 @dataclass
 class RCEConfig:

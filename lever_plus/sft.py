@@ -31,12 +31,17 @@ def top_beam(scores:Tensor, # (B, G) info scores
 
 def sft_weights(scores:Tensor, # (B, G) info scores
                 beam_mask:Tensor|None=None, # (B, G) bool
-                all_beams:bool=False, # every valid beam (equal weights) instead of the top beam
-               )->Tensor: # (B, G) weights, each row sums to 1
-    "Per-beam weights of the SFT targets"
+                all_beams:bool=False, # every valid beam instead of the top beam
+                tau:float=0.0, # with `all_beams`: weights softmax(score/τ) over the valid beams; 0 = equal weights
+               )->Tensor: # (B, G) weights, each row sums to 1 (0 on padded beams)
+    "Per-beam weights of the SFT targets: the top beam, every valid beam equally, or softmax(score/`tau`)"
+    assert tau >= 0, tau
     m = torch.ones_like(scores, dtype=torch.bool) if beam_mask is None else beam_mask.bool()
-    if all_beams: return m.float() / m.sum(-1, keepdim=True).clamp(min=1)
-    return torch.nn.functional.one_hot(top_beam(scores, m), scores.shape[-1]).float()
+    if not all_beams: return torch.nn.functional.one_hot(top_beam(scores, m), scores.shape[-1]).float()
+    if tau == 0: return m.float() / m.sum(-1, keepdim=True).clamp(min=1)
+    logits = scores.float().masked_fill(~m, float('-inf')) / tau  # (B, G)
+    logits = logits.masked_fill(~m.any(-1, keepdim=True), 0.)  # a query without valid beams: no NaN, weights 0 below
+    return torch.softmax(logits, -1) * m
 
 # %% ../nbs/05_sft.ipynb #cf2fe05e
 def smoothed_ce(logp:Tensor, # (..., K) step log-probs
@@ -59,7 +64,7 @@ def sft_loss(model, # a selector, or its (DDP-wrapped) `SelectorForward`
     beams, scores, mask = batch['beams'], batch['scores'], batch.get('beam_mask')
     B, G, S = beams.shape
     top = top_beam(scores, mask)  # (B,)
-    if cfg.all_beams: w, tgt = sft_weights(scores, mask, True), beams
+    if cfg.all_beams: w, tgt = sft_weights(scores, mask, True, cfg.score_tau), beams
     else: w, tgt = beams.new_ones(B, 1, dtype=torch.float), beams.gather(1, top[:, None, None].expand(B, 1, S))  # (B, 1, S)
     lp, avail = fwd({**batch, 'beams': tgt}, avail=True)  # (B, G', S, K) each
     ce = smoothed_ce(lp, avail, tgt, cfg.label_smoothing).mean(-1)  # (B, G')
