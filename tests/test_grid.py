@@ -19,7 +19,7 @@ def test_grid_quick(tmp_path):
         assert v['seeds'] == [1, 2] and v['strongest'] in v['val_info'] and v['val_info'][v['strongest']] == max(v['val_info'].values())
         g = v['gain']['info']
         assert g['a'] == 'v3' and g['b'] == v['strongest'] and g['rel_ci'][0] <= g['rel'] <= g['rel_ci'][1] and g['n_seeds'] == 2
-        assert v['calls']['beam_search'] > 0 and v['calls']['v3_online'] > 0 and set(v['seconds']) == {'data', 'sft_demo', 'sft_tuned', 'v3'}
+        assert v['calls']['beam_search'] > 0 and v['calls']['v3_online'] > 0 and set(v['seconds']) == {'data', 'sft_tuned', 'v3'}
     assert res['pooled']['info']['n_seeds'] == 4 and set(res['targets']) == {'pooled_gain_ge_15pct', 'pooled_ci_low_gt_5pct', 'every_setting_ge_10pct'}
     assert (out/'grid.png').stat().st_size > 0
     before = (out/'grid.json').read_text()

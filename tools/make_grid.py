@@ -11,8 +11,7 @@ The grid varies one factor at a time around the default world (1,000 labeled tra
 the SFT hyper-parameters and the recipe were chosen on, so it stays out). Each world also has 2,000 queries
 without beam data (online GRPO's extra queries).
 
-Per world (WORK/SETTING/seedN): the world and its beam data (`make_data`); SFT v2 with the demo's settings;
-SFT v2 with the tuned settings (`--sft_config`, default lever_plus/configs/sft-tuned.yaml, chosen on seed 0's
+Per world (WORK/SETTING/seedN): the world and its beam data (`make_data`); SFT v2 with the tuned settings (`--sft_config`, default lever_plus/configs/sft-tuned.yaml, chosen on seed 0's
 validation queries; early stopping on each world's own validation queries); the named v3 recipe
 (`--recipe`, default v3-online) from the tuned SFT v2. Every checkpoint is kept by validation info.
 
@@ -20,7 +19,8 @@ eval: every method on the world's validation and test queries (random, text / im
 models, v3, the beam oracle), per-query values → WORK/eval/SETTING_seedN.json.
 
 report: per setting, pooled means over seeds with stratified-bootstrap 95 % CIs; the strongest baseline of the
-setting, chosen on *validation* (the best of both SFT v2 models and the similarity methods); the paired gain of
+setting, chosen on *validation* (the best of tuned SFT v2 and the similarity methods; the demo's untuned SFT
+is compared with the tuned one on the tuning page, nbs/05a_tune.ipynb); the paired gain of
 v3 over it on the test queries (info score and VQA accuracy); the same pooled over all worlds and over the
 settings with ≤ 3,000 labeled queries; scorer calls per method (beam search for the labeled queries; v3's
 online samples on top). → OUT/grid.json, OUT/grid.png.
@@ -35,8 +35,8 @@ SETTINGS = {'base': {}, 'n_train 3000': dict(n_train=3000), 'shot 1': dict(shot_
 SEEDS = (1, 2, 3)
 N_UNLABELED, QUICK_WORLD = 2000, dict(n_pool=300, n_val=16, n_test=32, n_unlabeled=32)
 BASELINES = {'random': 'random', 'text-sim top-k': 'text_sim', 'img-sim top-k': 'img_sim', 'mix-sim top-k': 'mix_sim'}
-RUNS = {'SFT v2 (demo settings)': 'sft_demo', 'SFT v2 (tuned)': 'sft_tuned', 'v3': 'v3'}
-CANDIDATES = ('SFT v2 (demo settings)', 'SFT v2 (tuned)', 'text-sim top-k', 'img-sim top-k', 'mix-sim top-k')  # for the strongest baseline
+RUNS = {'SFT v2 (tuned)': 'sft_tuned', 'v3': 'v3'}
+CANDIDATES = ('SFT v2 (tuned)', 'text-sim top-k', 'img-sim top-k', 'mix-sim top-k')  # for the strongest baseline
 
 def say(*a): print(time.strftime('%H:%M:%S'), *a, flush=True)
 
@@ -55,9 +55,9 @@ def _finish(d:Path, info:dict):
     (d/'done.json').write_text(json.dumps(info, indent=1) + '\n')
 
 def configs(seed:int, w:dict, a)->dict:
-    "The demo SFT, tuned SFT and v3 configs of a world (the data section fits its K and shot number)"
+    "The tuned SFT and v3 configs of a world (the data section fits its K and shot number)"
     from lever_plus.core import TrainConfig, config_from_dict, config_to_dict, load_config
-    from lever_plus.cli import DEMO_SFT_EPOCHS, DEMO_SFT_PATIENCE, recipe_config
+    from lever_plus.cli import recipe_config
     data = dict(K=w['K'], shot_num=w['shot_num'])
     def make(*parts):
         d = {}
@@ -66,8 +66,7 @@ def configs(seed:int, w:dict, a)->dict:
         return config_from_dict(TrainConfig, d, 'make_grid')
     quick = dict(sft=dict(epochs=2), curriculum=dict(grpo_epochs=1)) if a.quick else {}
     tuned = _sections(a.sft_config)
-    return dict(sft_demo=make(dict(run=dict(seed=seed), data=data, sft=dict(epochs=DEMO_SFT_EPOCHS, patience=DEMO_SFT_PATIENCE)), quick),
-                sft_tuned=make(tuned, dict(run=dict(seed=seed), data=data), quick),
+    return dict(sft_tuned=make(tuned, dict(run=dict(seed=seed), data=data), quick),
                 v3=make(recipe_config(a.recipe), dict(run=dict(seed=seed), data=dict(data, unlabeled='<data>/queries_unlabeled.json')), quick))
 
 def _sections(path)->dict:
@@ -91,7 +90,7 @@ def train_world(work:Path, setting:str, seed:int, a):
         s = make_data(data, seed=seed, progress=False, overwrite=True, **w)
         _finish(data, dict(seconds=time.perf_counter() - t, world=w, summary=s))
     cfgs, scorer = configs(seed, w, a), SimScorer.from_dir(data)
-    for name in ('sft_demo', 'sft_tuned'):
+    for name in ('sft_tuned',):
         out = d/name
         if _done(out): continue
         say(f'{setting} seed {seed}: {name} → {out}')
@@ -107,7 +106,7 @@ def train_world(work:Path, setting:str, seed:int, a):
         r = run_post_train(d/'sft_tuned'/'best', data/'beams_train.json', data, out, cfg, data/'beams_val.json', scorer, progress=False, overwrite=True)
         _finish(out, dict(seconds=time.perf_counter() - t, best_epoch=r['best_epoch']))
 
-def worlds(a)->list: return [(s, seed) for s in a.settings for seed in a.seeds]
+def worlds(a)->list: return [(s, seed) for seed in a.seeds for s in a.settings]  # seed by seed: every setting has a first world early
 
 def stage_train(a):
     i, n = (int(x) for x in a.part.split('/'))
