@@ -16,9 +16,9 @@ _docs = functools.cache(docments)  # docments re-parses the source each call: on
 __all__ = ['SFT_SECTIONS', 'GRPO_SECTIONS', 'DEMO_SFT_EPOCHS', 'DEMO_GRPO_EPOCHS', 'DEMO_SFT_PATIENCE', 'DEMO_ONLINE_EPOCHS',
            'DEMO_UNLABELED', 'HelpFormatter', 'add_config_flags', 'config_from_args', 'parse_config_args',
            'make_data_parser', 'make_data_main', 'sft_parser', 'sft_main', 'grpo_parser', 'grpo_main', 'recipes',
-           'recipe_config', 'prepare_vqa_parser', 'prepare_vqa_main', 'eval_parser', 'eval_main', 'select_parser',
-           'select_main', 'run_demo', 'demo_parser', 'demo_main', 'make_data', 'sft', 'grpo', 'demo', 'evaluate',
-           'prepare_vqa', 'select', 'command_parsers', 'command_help']
+           'recipe_config', 'tuned_sft_config', 'prepare_vqa_parser', 'prepare_vqa_main', 'eval_parser', 'eval_main',
+           'select_parser', 'select_main', 'run_demo', 'demo_parser', 'demo_main', 'make_data', 'sft', 'grpo', 'demo',
+           'evaluate', 'prepare_vqa', 'select', 'command_parsers', 'command_help']
 
 # %% ../nbs/13_cli.ipynb #88884791
 def _sections(cls=TrainConfig):
@@ -381,13 +381,22 @@ def recipes()->dict: # {name: path of its YAML file}
     d = Path(str(importlib.resources.files('lever_plus')))/'configs'/'recipes'
     return {f.stem: f for f in sorted(d.glob('*.yaml'))}
 
+def _config_sections(path:Path)->dict:
+    "The sections a config file sets, as written (every field checked against `TrainConfig`)"
+    import yaml
+    load_config(path)
+    return yaml.safe_load(path.read_text()) or {}
+
 def recipe_config(name:str)->dict: # {section: {field: value}}, only what the recipe sets
     "The config sections the named recipe sets (every field checked against `TrainConfig`)"
-    import yaml
     r = recipes()
     if name not in r: raise ConfigError(f'unknown recipe {name!r}; the recipes: {", ".join(r)}')
-    load_config(r[name])
-    return yaml.safe_load(r[name].read_text()) or {}
+    return _config_sections(r[name])
+
+def tuned_sft_config()->dict: # {section: {field: value}}
+    "The SFT settings chosen by the SFT search on the default world (`lever_plus/configs/sft-tuned.yaml`)"
+    import importlib.resources
+    return _config_sections(Path(str(importlib.resources.files('lever_plus')))/'configs'/'sft-tuned.yaml')
 
 # %% ../nbs/13_cli.ipynb #418e0d2a
 def prepare_vqa_parser()->argparse.ArgumentParser:
@@ -531,8 +540,8 @@ def _run_demo(out, seed, quick, sft_epochs, rce_epochs, grpo_epochs, progress, o
     times['data'] = time.perf_counter() - t0
     data = out/'data'
     scorer = SimScorer.from_dir(data)
-    sft = dict(run=dict(seed=seed), data=dict(K=world.get('K', 64), shot_num=world.get('shot_num', 2)),
-               sft=dict(epochs=sft_epochs if sft_epochs is not None else (2 if quick else DEMO_SFT_EPOCHS), patience=DEMO_SFT_PATIENCE))
+    sft = _nested_update(tuned_sft_config(), dict(run=dict(seed=seed), data=dict(K=world.get('K', 64), shot_num=world.get('shot_num', 2))),
+                         dict(sft=dict(epochs=sft_epochs)) if sft_epochs is not None else dict(sft=dict(epochs=2)) if quick else {})
     sft_cfg = config_from_dict(TrainConfig, sft, 'the demo')
     epochs = {k: v for k, v in dict(rce_epochs=rce_epochs, grpo_epochs=grpo_epochs if grpo_epochs is not None else (1 if quick else None)).items()
               if v is not None}
@@ -563,8 +572,8 @@ def _run_demo(out, seed, quick, sft_epochs, rce_epochs, grpo_epochs, progress, o
     print(table); print(f'\nreport: {out/"report.md"}  (total {total:.0f} s)')
     return dict(rows=rows, times=times, total=total, sft=sft, v3=v3)
 
-DEMO_SFT_EPOCHS, DEMO_GRPO_EPOCHS = 10, 3  # SFT epochs; offline GRPO epochs of `--offline` (after 1 RCE epoch)
-DEMO_SFT_PATIENCE = 3  # SFT stops after this many epochs without a better validation score
+DEMO_SFT_EPOCHS, DEMO_GRPO_EPOCHS = 10, 3  # the results page's untuned SFT epochs (tools/make_results.py); offline GRPO epochs of `--offline`
+DEMO_SFT_PATIENCE = 3  # the results page's SFT stops after this many epochs without a better validation score
 DEMO_ONLINE_EPOCHS, DEMO_UNLABELED = 3, 2000  # the default v3: online GRPO epochs over labeled + unlabeled queries
 
 def demo_parser()->argparse.ArgumentParser:
@@ -577,8 +586,9 @@ def demo_parser()->argparse.ArgumentParser:
     _output_dir(p, 'data/, sft_v2/, v3/, eval.json, eval.png, report.md', default='runs/demo')
     p.add_argument('--seed', type=int, default=0, help='seed of the world, the training and the evaluation')
     p.add_argument('--quick', action='store_true', help='tiny world and few epochs (seconds)')
-    p.add_argument('--sft_epochs', type=int, default=None, help=f'SFT epochs (default: {DEMO_SFT_EPOCHS}, stopping early after '
-                   f'{DEMO_SFT_PATIENCE} without a better validation score; 2 with --quick)')
+    sft = tuned_sft_config()['sft']
+    p.add_argument('--sft_epochs', type=int, default=None, help=f"SFT epochs at most (default: the tuned settings' {sft['epochs']}, stopping "
+                   f"early after {sft['patience']} without a better validation score; 2 with --quick)")
     p.add_argument('--rce_epochs', type=int, default=None, help='RCE warm-up epochs (default: 0; 1 with --offline)')
     p.add_argument('--grpo_epochs', type=int, default=None, help=f'GRPO epochs (default: {DEMO_ONLINE_EPOCHS} online; '
                    f'{DEMO_GRPO_EPOCHS} with --offline; 1 with --quick)')
