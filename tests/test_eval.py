@@ -180,3 +180,6 @@ def test_results_cache():
     assert views and {'xy', 'beams', 'picks'} <= set(views[0])
     methods = [r['method'] for r in res['main']]
     assert methods[-1] == 'beam oracle' and 'SFT v2' in methods and 'v3-offline' in methods
+    grid = json.loads((RESULTS/'grid.json').read_text())  # tools/make_grid.py
+    assert len(grid['settings']) == 7 and all(len(v['seeds']) == 3 for v in grid['settings'].values()) and grid['recipe'] == 'v3-online'
+    assert not re.search(r'per_query_(info|acc)|query_ids', json.dumps(grid)) and (RESULTS/'grid.json').stat().st_size < 150_000
