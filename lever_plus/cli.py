@@ -375,11 +375,13 @@ def grpo_main(argv=None):
     return _report(ctx, res, _grpo_summary)
 
 # %% ../nbs/13_cli.ipynb #e2b7c002
+def _package_configs()->Path: # lever_plus/configs of the installed package
+    import importlib.resources
+    return Path(str(importlib.resources.files('lever_plus')))/'configs'
+
 def recipes()->dict: # {name: path of its YAML file}
     "The named post-training recipes shipped in `lever_plus/configs/recipes/`"
-    import importlib.resources
-    d = Path(str(importlib.resources.files('lever_plus')))/'configs'/'recipes'
-    return {f.stem: f for f in sorted(d.glob('*.yaml'))}
+    return {f.stem: f for f in sorted((_package_configs()/'recipes').glob('*.yaml'))}
 
 def _config_sections(path:Path)->dict:
     "The sections a config file sets, as written (every field checked against `TrainConfig`)"
@@ -395,8 +397,7 @@ def recipe_config(name:str)->dict: # {section: {field: value}}, only what the re
 
 def tuned_sft_config()->dict: # {section: {field: value}}
     "The SFT settings chosen by the SFT search on the default world (`lever_plus/configs/sft-tuned.yaml`)"
-    import importlib.resources
-    return _config_sections(Path(str(importlib.resources.files('lever_plus')))/'configs'/'sft-tuned.yaml')
+    return _config_sections(_package_configs()/'sft-tuned.yaml')
 
 # %% ../nbs/13_cli.ipynb #418e0d2a
 def prepare_vqa_parser()->argparse.ArgumentParser:

@@ -4,7 +4,7 @@
 
 # %% ../nbs/14b_vlm.ipynb #a188cb6f
 from __future__ import annotations
-import inspect, json, math, time
+import inspect, itertools, json, math, time
 from collections import OrderedDict
 from pathlib import Path
 import torch
@@ -85,9 +85,12 @@ def build_prompt(shots:list, # [VQAItem] in-context examples, in prompt order
                 )->tuple: # (prompt text, [image paths]); the answer follows the prompt directly
     "The few-shot prompt for `query` with the ordered `shots`"
     if not template.endswith('{answer}'): raise ConfigError(f"the prompt template must end with '{{answer}}', got {template!r}")
-    parts = [image_token + template.format(question=s.question, answer=s.answer) for s in shots]
-    parts.append(image_token + template.format(question=query.question, answer=''))
+    parts = [_example_text(s, template, image_token) for s in shots] + [_example_text(query, template, image_token, answer='')]
     return sep.join(parts), ([s.image for s in shots] + [query.image]) if image_token else []
+
+def _example_text(item:VQAItem, template:str, image_token:str, answer:str|None=None)->str:
+    "One example of a prompt: the image's text, then the template filled with the question and `answer` (default: the item's)"
+    return image_token + template.format(question=item.question, answer=item.answer if answer is None else answer)
 
 # %% ../nbs/14b_vlm.ipynb #dfcf96ee
 def _stop_at(text:str, stops:list) -> str:
@@ -150,6 +153,8 @@ class HFVLMScorer(Scorer):
         self._mm = self.vision and 'mm_encoder_outputs' in params and hasattr(model, 'get_image_features')
         self._cache_kw = 'cache' if 'cache' in params else 'past_key_values'
         self._rope_index = getattr(getattr(model, 'model', None), 'get_rope_index', None)  # M-RoPE (Qwen2-VL): 3-D positions
+        self._rope_keys = [k for k in ('image_grid_thw', 'attention_mask', 'mm_token_type_ids')
+                           if self._rope_index is not None and k in inspect.signature(self._rope_index).parameters]
         self.share_prefix = share_prefix and (self._mm or not self.vision)
         self.n_query, self.n_pool = len(self.queries), len(self.pool)
         self.stops = [sep if sep.strip() else '\n', template.split('{question}')[0].strip()]
@@ -173,7 +178,7 @@ class HFVLMScorer(Scorer):
         out = []
         for s in shots.tolist():
             s = [j for j in s if j >= 0][:-1]
-            parts = [self.image_token + self.template.format(question=self.pool[j].question, answer=self.pool[j].answer) for j in s]
+            parts = [_example_text(self.pool[j], self.template, self.image_token) for j in s]
             out.append((self.sep.join(parts) + self.sep, tuple(self.pool[j].image for j in s) if self.image_token else ()) if s else None)
         return out
 
@@ -220,8 +225,7 @@ class HFVLMScorer(Scorer):
     def _positions(self, enc:dict):
         "3-D M-RoPE positions (3, B, L) of a batch for Qwen2-VL-style models; None where the model derives positions itself"
         if self._rope_index is None: return None
-        keys = inspect.signature(self._rope_index).parameters
-        return self._rope_index(enc['input_ids'], **{k: enc[k] for k in ('image_grid_thw', 'attention_mask', 'mm_token_type_ids') if k in keys and k in enc})[0]
+        return self._rope_index(enc['input_ids'], **{k: enc[k] for k in self._rope_keys if k in enc})[0]
 
     @torch.inference_mode()
     def _prefix_state(self, prefix:tuple)->dict:
@@ -276,9 +280,9 @@ class HFVLMScorer(Scorer):
             from transformers import DynamicCache
             pos, m = self._positions(enc), prefix['n_images']
             cache = DynamicCache([(k.expand(B, -1, -1, -1), v.expand(B, -1, -1, -1)) for k, v in prefix['kv']], config=self.model.config)
-            per = [len(ps) for _, ps in prompts]
-            own = [i for b, start in enumerate(torch.tensor([0] + per).cumsum(0)[:-1].tolist()) for i in range(start + m, start + per[b])]
-            inp = {k: (v[:, P:] if k not in ('attention_mask',) and torch.is_tensor(v) and v.shape == (B, T) else v) for k, v in enc.items()}
+            per = [len(ps) for _, ps in prompts]                                 # images per prompt; the first m are the prefix's
+            own = [i for s, n in zip(itertools.accumulate([0] + per[:-1]), per) for i in range(s + m, s + n)]
+            inp = {k: (v[:, P:] if k != 'attention_mask' and torch.is_tensor(v) and v.shape == (B, T) else v) for k, v in enc.items()}
             if 'image_grid_thw' in inp: inp['image_grid_thw'] = inp['image_grid_thw'][own]
             inp = self._model_inputs(inp, [feats[i] for i in own] if feats is not None else None)
             if not own: inp.pop('mm_encoder_outputs', None); inp.pop('image_grid_thw', None)

@@ -25,7 +25,7 @@ v3 over it on the test queries (info score and VQA accuracy); the same pooled ov
 settings with ≤ 3,000 labeled queries; scorer calls per method (beam search for the labeled queries; v3's
 online samples on top). → OUT/grid.json, OUT/grid.png.
 """
-import argparse, json, shutil, sys, time
+import argparse, json, shutil, time
 from pathlib import Path
 import numpy as np
 
@@ -54,34 +54,21 @@ def _finish(d:Path, info:dict):
         if (d/sub).exists(): shutil.rmtree(d/sub)
     (d/'done.json').write_text(json.dumps(info, indent=1) + '\n')
 
-def configs(seed:int, w:dict, a)->dict:
-    "The tuned SFT and v3 configs of a world (the data section fits its K and shot number)"
-    from lever_plus.core import TrainConfig, config_from_dict, config_to_dict, load_config
-    from lever_plus.cli import recipe_config
-    data = dict(K=w['K'], shot_num=w['shot_num'])
-    def make(*parts):
-        d = {}
-        for p in parts:
-            for sec, v in p.items(): d.setdefault(sec, {}).update(v)
-        return config_from_dict(TrainConfig, d, 'make_grid')
+def configs(seed:int, w:dict, data:Path, a)->dict:
+    "The tuned SFT and v3 configs of a world in `data` (the data section fits its K and shot number)"
+    from lever_plus.core import TrainConfig, config_from_dict
+    from lever_plus.cli import recipe_config, _config_sections, _nested_update
+    own = dict(run=dict(seed=seed), data=dict(K=w['K'], shot_num=w['shot_num']))
     quick = dict(sft=dict(epochs=2), curriculum=dict(grpo_epochs=1)) if a.quick else {}
-    tuned = _sections(a.sft_config)
-    return dict(sft_tuned=make(tuned, dict(run=dict(seed=seed), data=data), quick),
-                v3=make(recipe_config(a.recipe), dict(run=dict(seed=seed), data=dict(data, unlabeled='<data>/queries_unlabeled.json')), quick))
-
-def _sections(path)->dict:
-    "The sections a YAML / JSON config file gives (validated by `load_config`), as a dict"
-    import yaml
-    from lever_plus.core import load_config
-    load_config(path)
-    return yaml.safe_load(Path(path).read_text()) or {}
+    make = lambda *parts: config_from_dict(TrainConfig, _nested_update(*parts), 'make_grid')
+    return dict(sft_tuned=make(_config_sections(Path(a.sft_config)), own, quick),
+                v3=make(recipe_config(a.recipe), own, dict(data=dict(unlabeled=str(data/'queries_unlabeled.json'))), quick))
 
 def train_world(work:Path, setting:str, seed:int, a):
     from lever_plus.beams import make_data
     from lever_plus.sft import run_sft
     from lever_plus.train import run_post_train
     from lever_plus.sim import SimScorer
-    import dataclasses
     d, w = folder(work, setting, seed), world(setting, a.quick)
     data = d/'data'
     if not _done(data):
@@ -89,22 +76,18 @@ def train_world(work:Path, setting:str, seed:int, a):
         t = time.perf_counter()
         s = make_data(data, seed=seed, progress=False, overwrite=True, **w)
         _finish(data, dict(seconds=time.perf_counter() - t, world=w, summary=s))
-    cfgs, scorer = configs(seed, w, a), SimScorer.from_dir(data)
-    for name in ('sft_tuned',):
-        out = d/name
-        if _done(out): continue
-        say(f'{setting} seed {seed}: {name} → {out}')
+    cfgs, scorer = configs(seed, w, data, a), SimScorer.from_dir(data)
+    if not _done(d/'sft_tuned'):
+        say(f'{setting} seed {seed}: sft_tuned → {d/"sft_tuned"}')
         t = time.perf_counter()
-        r = run_sft(data/'beams_train.json', data, out, 'v2', cfgs[name], data/'beams_val.json', scorer, overwrite=True)
-        _finish(out, dict(seconds=time.perf_counter() - t, best_epoch=r['best_epoch']))
-    out = d/'v3'
-    if not _done(out):
-        say(f'{setting} seed {seed}: v3 ({a.recipe}) → {out}')
-        cfg = cfgs['v3']
-        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, unlabeled=str(data/'queries_unlabeled.json')))
+        r = run_sft(data/'beams_train.json', data, d/'sft_tuned', 'v2', cfgs['sft_tuned'], data/'beams_val.json', scorer, overwrite=True)
+        _finish(d/'sft_tuned', dict(seconds=time.perf_counter() - t, best_epoch=r['best_epoch']))
+    if not _done(d/'v3'):
+        say(f'{setting} seed {seed}: v3 ({a.recipe}) → {d/"v3"}')
         t = time.perf_counter()
-        r = run_post_train(d/'sft_tuned'/'best', data/'beams_train.json', data, out, cfg, data/'beams_val.json', scorer, progress=False, overwrite=True)
-        _finish(out, dict(seconds=time.perf_counter() - t, best_epoch=r['best_epoch']))
+        r = run_post_train(d/'sft_tuned'/'best', data/'beams_train.json', data, d/'v3', cfgs['v3'], data/'beams_val.json', scorer,
+                           progress=False, overwrite=True)
+        _finish(d/'v3', dict(seconds=time.perf_counter() - t, best_epoch=r['best_epoch']))
 
 def worlds(a)->list: return [(s, seed) for seed in a.seeds for s in a.settings]  # seed by seed: every setting has a first world early
 
@@ -142,8 +125,6 @@ def stage_eval(a):
             out[split] = {r['method']: r for r in evaluate_methods(methods, ds, scorer, seed, n_boot=200, per_query=True)}
         f.write_text(json.dumps(out) + '\n')
         say(f'{s} seed {seed}: evaluated → {f}')
-
-def _rel(a, b): return float(np.mean(a) / np.mean(b) - 1)
 
 def stage_report(a):
     from lever_plus.evaluate import summarize_seeds, paired_gain
