@@ -149,10 +149,12 @@ class GRPOConfig:
     old_policy: str = 'reference'  # offline π_old: 'reference' (frozen π_ref, the Lever-Plus recipe), 'grpo_start' (the policy entering GRPO), 'epoch' (refreshed each epoch)
     kl_cap: float = 0.0  # per-sequence KL term capped at this (0 = no cap; verl uses 10)
     kl_estimator: str = 'k3'  # per-sequence KL term: 'k3' (e^d − d − 1, d = log π_ref/π) or 'recipe' (r − 1 − log r, r = π/π_ref)
-    lr_ratio: float = 0.1  # GRPO LR = SFT LR × lr_ratio
+    lr_ratio: float = 0.1  # GRPO LR = SFT LR × lr_ratio (unless grpo.lr is set)
+    lr: float = 0.0  # GRPO LR itself, whatever sft.lr is (0 = sft.lr × lr_ratio)
     online_samples: int = 0  # G sequences sampled per query from the current policy and scored each step (0 = offline)
     online_every: int = 1  # with online_samples > 0: every n-th step is online, the others offline
     hybrid: bool = False  # online steps also keep the query's offline beams in the group
+    updates_per_batch: int = 1  # μ: optimizer steps on each batch's group, π_old fixed at the group's (TRL's num_iterations, verl's ppo_epochs)
     reference: str = 'sft'  # π_ref (and frozen π_old) of the KL term: 'sft' (the Lever-Plus recipe), or 'warmup' = the policy after RCE
     def __post_init__(self):
         _check_finite(self, 'grpo')
@@ -162,6 +164,8 @@ class GRPOConfig:
         _check(self.kl_estimator in ('k3', 'recipe'), f"grpo.kl_estimator must be 'k3' or 'recipe', got {self.kl_estimator!r}")
         _check(self.reference in ('sft', 'warmup'), f"grpo.reference must be 'sft' or 'warmup', got {self.reference!r}")
         _check(self.online_every >= 1, f'grpo.online_every must be >= 1, got {self.online_every}')
+        _check(self.updates_per_batch >= 1, f'grpo.updates_per_batch must be >= 1, got {self.updates_per_batch}')
+        _check(self.updates_per_batch == 1 or self.online_every == 1, f'grpo.updates_per_batch={self.updates_per_batch} needs grpo.online_every=1 (every batch sampled once, then updated), got {self.online_every}')
         _check(0 < self.clip_eps_low < 1 and self.clip_eps_high > 0,
                f'grpo.clip_eps_low must be in (0,1) and clip_eps_high > 0, got {self.clip_eps_low}, {self.clip_eps_high}')
         _check(self.beta >= 0, f'grpo.beta must be >= 0, got {self.beta}')
@@ -171,6 +175,7 @@ class GRPOConfig:
         _check(self.adv_eps >= 0, f'grpo.adv_eps must be >= 0, got {self.adv_eps}')
         _check(self.log_ratio_clip > 0, f'grpo.log_ratio_clip must be > 0, got {self.log_ratio_clip}')
         _check(self.lr_ratio > 0, f'grpo.lr_ratio must be > 0 (GRPO LR = sft.lr × lr_ratio; skip GRPO with --grpo_epochs 0), got {self.lr_ratio}')
+        _check(self.lr >= 0, f'grpo.lr must be >= 0 (0 = sft.lr × grpo.lr_ratio), got {self.lr}')
 
 @dataclass
 class ControlConfig:

@@ -26,7 +26,7 @@ from .curves import read_metrics, plot_curves
 
 # %% auto #0
 __all__ = ['ADV_BINS', 'RunState', 'Run', 'enter_grpo', 'training_group', 'optimizer_step', 'account_step', 'end_of_epoch',
-           'train_loop', 'setup_run', 'post_train', 'auto_scorer', 'run_post_train']
+           'updates_per_batch', 'train_loop', 'setup_run', 'post_train', 'auto_scorer', 'run_post_train']
 
 # %% ../nbs/11_train.ipynb #c68a1036
 @dataclass
@@ -173,6 +173,10 @@ def _set_lr(opt, lr:float)->float:
     for g in opt.param_groups: g['lr'] = lr
     return lr
 
+def updates_per_batch(cfg:TrainConfig, stage:Stage)->int:
+    "Optimizer steps on each batch of `stage`: `grpo.updates_per_batch` for GRPO (μ), 1 for RCE"
+    return cfg.grpo.updates_per_batch if stage.kind == 'grpo' else 1
+
 def train_loop(run:Run, state:RunState, log=None, progress:bool=True)->dict:
     "Train `run` from `state` to the end of its curriculum"
     cfg, history = run.cfg, _history(run.out)
@@ -184,24 +188,27 @@ def train_loop(run:Run, state:RunState, log=None, progress:bool=True)->dict:
         rows, advs = [], []
         for i, b in enumerate(loader):
             b = run.ctx.shard(to_device(b, run.dev))
-            lr = _set_lr(run.opt, lr_at(state.step, run.n_total, stage, cfg))
-            if stage.kind == 'rce':
-                run.policy.train()  # dropout on: a supervised loss
-                tau = tau_schedule(schedule_progress(e_in * len(loader) + i, stage.epochs * len(loader)), cfg.rce.tau_start, cfg.rce.tau_end)
-                loss, m = rce_step(run.fwd, b, tau, cfg)
-            else:
-                run.policy.eval()  # dropout off: the same mode as π_old and π_ref
-                g, old, ref_lp, top_k = training_group(run, b, stage, state)
-                loss, m = grpo_step(run.fwd, g, old, ref_lp, state.control.beta, cfg, top_k, run.reward_stats)
-                advs.append(m.pop('_adv').cpu())
-                m.update(temperature=state.control.temperature, scorer_calls=run.sampler_scorer.n_scored if run.sampler_scorer else 0)
-            ok, m = optimizer_step(run, loss, m)
-            state = account_step(state, ok, m, stage, cfg, run.ctx.world_size)
-            row = {**m, 'kind': 'step', 'epoch': epoch + 1, 'step': state.step, 'stage': stage.name, 'lr': lr,
-                   'loss': m['loss'] if ok else None, 'skipped': not ok}
-            rows.append(row)
-            if log: log(row)
-            bar.update(1); bar.set_postfix(stage=stage.name, loss=f"{m['loss']:.3f}")
+            if stage.kind == 'grpo': g, old, ref_lp, top_k = training_group(run, b, stage, state)  # sampled / looked up once per batch
+            for u in range(updates_per_batch(cfg, stage)):  # GRPO: π_old stays the group's, so updates after the first are clipped
+                lr = _set_lr(run.opt, lr_at(state.step, run.n_total, stage, cfg))
+                if stage.kind == 'rce':
+                    run.policy.train()  # dropout on: a supervised loss
+                    tau = tau_schedule(schedule_progress(e_in * len(loader) + i, stage.epochs * len(loader)), cfg.rce.tau_start, cfg.rce.tau_end)
+                    loss, m = rce_step(run.fwd, b, tau, cfg)
+                else:
+                    run.policy.eval()  # dropout off: the same mode as π_old and π_ref
+                    loss, m = grpo_step(run.fwd, g, old, ref_lp, state.control.beta, cfg, top_k, run.reward_stats)
+                    adv = m.pop('_adv')
+                    if u == 0: advs.append(adv.cpu())
+                    m.update(temperature=state.control.temperature, scorer_calls=run.sampler_scorer.n_scored if run.sampler_scorer else 0)
+                    if cfg.grpo.updates_per_batch > 1: m['update'] = u + 1
+                ok, m = optimizer_step(run, loss, m)
+                state = account_step(state, ok, m, stage, cfg, run.ctx.world_size)
+                row = {**m, 'kind': 'step', 'epoch': epoch + 1, 'step': state.step, 'stage': stage.name, 'lr': lr,
+                       'loss': m['loss'] if ok else None, 'skipped': not ok}
+                rows.append(row)
+                if log: log(row)
+                bar.update(1); bar.set_postfix(stage=stage.name, loss=f"{m['loss']:.3f}")
         history.append(end_of_epoch(run, state, epoch, stage, rows, advs))
         if log: log(history[-1])
     bar.close()
@@ -231,7 +238,8 @@ def setup_run(cfg:TrainConfig, policy, train_ds, val_ds, out:Path, scorer, resum
     set_seed(cfg.run.seed)
     stages = make_stages(cfg.curriculum, cfg.grpo)
     grpo_ds = train_ds if unlabeled_ds is None else _with_unlabeled(cfg, train_ds, unlabeled_ds)
-    n_total = max(sum(s.epochs * math.ceil(len(grpo_ds if s.kind == 'grpo' else train_ds) / cfg.data.batch_size) for s in stages), 1)
+    n_total = max(sum(s.epochs * math.ceil(len(grpo_ds if s.kind == 'grpo' else train_ds) / cfg.data.batch_size) * updates_per_batch(cfg, s)
+                      for s in stages), 1)
     if cfg.grpo.online_samples and scorer is None:
         raise ConfigError('grpo.online_samples > 0 needs a scorer to score the sampled sequences (the simulated VLM of the '
                           'data folder, or a real VLM scorer); pass scorer=... or set grpo.online_samples = 0')
