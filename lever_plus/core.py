@@ -149,8 +149,8 @@ class GRPOConfig:
     old_policy: str = 'reference'  # offline π_old: 'reference' (frozen π_ref, the Lever-Plus recipe), 'grpo_start' (the policy entering GRPO), 'epoch' (refreshed each epoch)
     kl_cap: float = 0.0  # per-sequence KL term capped at this (0 = no cap; verl uses 10)
     kl_estimator: str = 'k3'  # per-sequence KL term: 'k3' (e^d − d − 1, d = log π_ref/π) or 'recipe' (r − 1 − log r, r = π/π_ref)
-    lr_ratio: float = 0.1  # GRPO LR = SFT LR × lr_ratio (unless grpo.lr is set)
-    lr: float = 0.0  # GRPO LR itself, whatever sft.lr is (0 = sft.lr × lr_ratio)
+    lr_ratio: float = 0.1  # GRPO LR = SFT LR × lr_ratio (unless grpo.base_lr is set)
+    base_lr: float = 0.0  # GRPO LR itself, whatever sft.lr is (0 = sft.lr × lr_ratio)
     online_samples: int = 0  # G sequences sampled per query from the current policy and scored each step (0 = offline)
     online_every: int = 1  # with online_samples > 0: every n-th step is online, the others offline
     hybrid: bool = False  # online steps also keep the query's offline beams in the group
@@ -175,7 +175,7 @@ class GRPOConfig:
         _check(self.adv_eps >= 0, f'grpo.adv_eps must be >= 0, got {self.adv_eps}')
         _check(self.log_ratio_clip > 0, f'grpo.log_ratio_clip must be > 0, got {self.log_ratio_clip}')
         _check(self.lr_ratio > 0, f'grpo.lr_ratio must be > 0 (GRPO LR = sft.lr × lr_ratio; skip GRPO with --grpo_epochs 0), got {self.lr_ratio}')
-        _check(self.lr >= 0, f'grpo.lr must be >= 0 (0 = sft.lr × grpo.lr_ratio), got {self.lr}')
+        _check(self.base_lr >= 0, f'grpo.base_lr must be >= 0 (0 = sft.lr × grpo.lr_ratio), got {self.base_lr}')
 
 @dataclass
 class ControlConfig:

@@ -21,9 +21,9 @@ __all__ = ['VAL_KL_SAMPLES', 'stage_lr', 'lr_at', 'rce_step', 'batch_rewards', '
 
 # %% ../nbs/10b_steps.ipynb #a6cc54f3
 def stage_lr(cfg:TrainConfig, kind:str)->float:
-    "Base LR of a stage: `sft.lr × rce.lr_ratio` (RCE); `grpo.lr`, or `sft.lr × grpo.lr_ratio` when it is 0 (GRPO)"
+    "Base LR of a stage: `sft.lr × rce.lr_ratio` (RCE); `grpo.base_lr`, or `sft.lr × grpo.lr_ratio` when it is 0 (GRPO)"
     if kind == 'rce': return cfg.sft.lr * cfg.rce.lr_ratio
-    return cfg.grpo.lr or cfg.sft.lr * cfg.grpo.lr_ratio
+    return cfg.grpo.base_lr or cfg.sft.lr * cfg.grpo.lr_ratio
 
 def lr_at(step:int, # 0-based global step
           n_total:int, # steps of the whole run
