@@ -189,7 +189,7 @@ def train_loop(run:Run, state:RunState, log=None, progress:bool=True)->dict:
         for i, b in enumerate(loader):
             b = run.ctx.shard(to_device(b, run.dev))
             if stage.kind == 'grpo': g, old, ref_lp, top_k = training_group(run, b, stage, state)  # sampled / looked up once per batch
-            for u in range(updates_per_batch(cfg, stage)):  # GRPO: π_old stays the group's, so updates after the first are clipped
+            for u in range(updates_per_batch(cfg, stage)):  # GRPO: π_old stays the group's, so the clip can act after the first
                 lr = _set_lr(run.opt, lr_at(state.step, run.n_total, stage, cfg))
                 if stage.kind == 'rce':
                     run.policy.train()  # dropout on: a supervised loss
